@@ -1,0 +1,314 @@
+"""The `pgq` command line: parse, open a session, call one core function, render.
+
+No queue logic lives here. Inputs are validated (by the core's own check functions) before
+connecting, so bad input exits 2 even when the database is down, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import migrate as migrator
+from . import queue as core
+from . import render
+from .app import app
+from .errors import EmptyClaim, InvalidInput
+from .options import (
+    DsnOpt,
+    FormatOpt,
+    JsonOpt,
+    LeaseOpt,
+    PriorityOpt,
+    QueueOpt,
+    SchemaOpt,
+    StatementTimeoutOpt,
+)
+from .render import Format
+from .session import boundary, say, session
+
+DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+MIGRATE_LOCK_TIMEOUT_MS = 3_000
+
+
+@app.command()
+def migrate(
+    list_: Annotated[bool, typer.Option("--list", help="Show applied and pending migrations.")] = False,
+    print_sql: Annotated[
+        bool, typer.Option("--sql", help="Print the pending SQL without connecting.")
+    ] = False,
+    since: Annotated[
+        int, typer.Option("--since", help="With --sql: the version already applied.")
+    ] = 0,
+    lock_timeout: Annotated[
+        int, typer.Option("--lock-timeout", help="lock_timeout in milliseconds (exit 75).")
+    ] = MIGRATE_LOCK_TIMEOUT_MS,
+    dsn: DsnOpt = "",
+    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    json_out: JsonOpt = False,
+    fmt: FormatOpt = Format.auto,
+) -> None:
+    """Create or upgrade the pgq schema. Safe to run again; concurrent runs take turns."""
+    fmt = render.resolve_format(fmt, json_out)
+    if print_sql:
+        with boundary():
+            sys.stdout.write(migrator.pending_sql(schema, since))
+        return
+    with session("migrate", dsn, schema, lock_timeout_ms=lock_timeout) as q:
+        if list_:
+            render.migrations(migrator.status(q.conn, schema), fmt)
+            return
+        applied = migrator.migrate(q.conn, schema)
+    if applied:
+        for m in applied:
+            say(f"pgq: applied {m.filename}")
+    else:
+        say(f"pgq: schema {schema!r} is up to date")
+
+
+def _read_ndjson(path: str) -> tuple[list[str], list[int]]:
+    """Payload lines and their 1-based line numbers; blank lines are skipped."""
+    try:
+        stream = sys.stdin if path == "-" else Path(path).open(encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    payloads: list[str] = []
+    line_numbers: list[int] = []
+    try:
+        with stream:
+            for number, line in enumerate(stream, start=1):
+                text = line.strip()
+                if text:
+                    payloads.append(text)
+                    line_numbers.append(number)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path} is not UTF-8 text: {exc.reason}") from None
+    return payloads, line_numbers
+
+
+@app.command()
+def send(
+    payload: Annotated[
+        str | None,
+        typer.Argument(help="JSON payload; '-' reads one payload from stdin.", show_default=False),
+    ] = None,
+    queue: QueueOpt = core.DEFAULT_QUEUE,
+    priority: PriorityOpt = core.DEFAULT_PRIORITY,
+    delay: Annotated[
+        float, typer.Option("--delay", help="Seconds before it can be claimed.")
+    ] = 0.0,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="NDJSON file ('-' for stdin): one payload per line, all in one transaction.",
+        ),
+    ] = None,
+    dsn: DsnOpt = "",
+    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    json_out: JsonOpt = False,
+) -> None:
+    """Send messages; print their msg ids. Priority 10 is most urgent."""
+    fmt = render.resolve_format(Format.plain, json_out)
+    with boundary():
+        core.check_queue(queue)
+        core.check_priority(priority)
+        core.check_seconds(delay, "delay")
+        if (payload is None) == (file is None):
+            raise InvalidInput("give one PAYLOAD or --file", hint="see 'pgq send --help'")
+        if file is not None:
+            payloads, line_numbers = _read_ndjson(file)
+            for text, number in zip(payloads, line_numbers, strict=True):
+                core.check_payload(text, where=f"line {number}")
+        else:
+            assert payload is not None
+            text = sys.stdin.read() if payload == "-" else payload
+            payloads = [core.check_payload(text.strip() if payload == "-" else text)]
+    with session("send", dsn, schema) as q:
+        if file is not None:
+            ids = q.send_many(payloads, queue=queue, priority=priority, delay=delay)
+        else:
+            ids = [q.send(payloads[0], queue=queue, priority=priority, delay=delay)]
+        render.ids(ids, fmt)
+
+
+@app.command()
+def claim(
+    queue: QueueOpt = core.DEFAULT_QUEUE,
+    qty: Annotated[int, typer.Option("--qty", "-n", help="At most this many messages.")] = 1,
+    vt: Annotated[
+        float, typer.Option("--vt", help="Lease (visibility timeout) in seconds.")
+    ] = core.DEFAULT_VT_S,
+    min_priority: Annotated[
+        int, typer.Option("--min-priority", help="Only claim priority >= this.")
+    ] = core.MIN_PRIORITY,
+    max_priority: Annotated[
+        int, typer.Option("--max-priority", help="Only claim priority <= this.")
+    ] = core.MAX_PRIORITY,
+    fail_if_empty: Annotated[
+        bool, typer.Option("--fail-if-empty", help="Exit 3 when nothing was claimed.")
+    ] = False,
+    dsn: DsnOpt = "",
+    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    json_out: JsonOpt = False,
+    fmt: FormatOpt = Format.auto,
+    statement_timeout: StatementTimeoutOpt = DEFAULT_STATEMENT_TIMEOUT_MS,
+) -> None:
+    """Lease up to --qty messages: highest priority first, FIFO within a priority.
+
+    Each message gets a lease token; pass it to ack/requeue/extend with --lease so that a
+    consumer whose lease ran out cannot ack a message someone else now holds.
+    """
+    fmt = render.resolve_format(fmt, json_out)
+    with boundary():
+        core.check_queue(queue)
+        core.check_qty(qty)
+        core.check_seconds(vt, "vt", allow_zero=False)
+        core.check_priority(min_priority)
+        core.check_priority(max_priority)
+    with session("claim", dsn, schema, statement_timeout_ms=statement_timeout) as q:
+        found = q.claim(
+            queue=queue, qty=qty, vt=vt, min_priority=min_priority, max_priority=max_priority
+        )
+        if not found and fail_if_empty:
+            raise EmptyClaim(f"queue {queue!r} had nothing ready to claim")
+        render.messages(found, fmt, title=f"claimed from {queue}")
+
+
+@app.command()
+def peek(
+    queue: QueueOpt = core.DEFAULT_QUEUE,
+    limit: Annotated[int, typer.Option("--limit", "-l", help="At most this many.")] = 10,
+    state: Annotated[
+        str,
+        typer.Option(
+            "--state", help="ready | leased | expired | delayed | dead | all."
+        ),
+    ] = "ready",
+    dsn: DsnOpt = "",
+    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    json_out: JsonOpt = False,
+    fmt: FormatOpt = Format.auto,
+) -> None:
+    """Show messages in claim order without claiming them or touching any lease."""
+    fmt = render.resolve_format(fmt, json_out)
+    with boundary():
+        core.check_queue(queue)
+        if state not in (*core.STATES, "all"):
+            raise InvalidInput(f"unknown state {state!r}", hint="use " + " | ".join(core.STATES))
+    with session("peek", dsn, schema) as q:
+        render.messages(q.peek(queue=queue, limit=limit, state=state), fmt, title=queue)
+
+
+MsgIdsArg = Annotated[list[int], typer.Argument(help="Message ids.", show_default=False)]
+
+
+@app.command()
+def ack(
+    msg_ids: MsgIdsArg,
+    lease: LeaseOpt = None,
+    dsn: DsnOpt = "",
+    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    json_out: JsonOpt = False,
+) -> None:
+    """Acknowledge (delete) messages. Exit 3 if an id is unknown or its lease is stale."""
+    fmt = render.resolve_format(Format.plain, json_out)
+    with boundary():
+        core.check_ids(msg_ids)
+        core.check_lease(lease)
+    with session("ack", dsn, schema) as q:
+        render.ids(q.ack(msg_ids, lease=lease), fmt)
+
+
+@app.command()
+def requeue(
+    msg_ids: Annotated[
+        list[int] | None, typer.Argument(help="Message ids.", show_default=False)
+    ] = None,
+    lease: LeaseOpt = None,
+    delay: Annotated[
+        float, typer.Option("--delay", help="Seconds before it can be claimed again.")
+    ] = 0.0,
+    expired: Annotated[
+        bool,
+        typer.Option(
+            "--expired", help="Return every expired lease (and due delayed message) now; for cron."
+        ),
+    ] = False,
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="With --expired: only this queue.")
+    ] = None,
+    dsn: DsnOpt = "",
+    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    json_out: JsonOpt = False,
+) -> None:
+    """Give messages back to the queue (read_ct is kept), now or after --delay."""
+    fmt = render.resolve_format(Format.plain, json_out)
+    with boundary():
+        if expired == bool(msg_ids):
+            raise InvalidInput("give MSG_IDs or --expired")
+        if queue is not None:
+            core.check_queue(queue)
+        if msg_ids:
+            core.check_ids(msg_ids)
+            core.check_lease(lease)
+            core.check_seconds(delay, "delay")
+    with session("requeue", dsn, schema) as q:
+        if expired:
+            count = q.requeue_expired(queue=queue)
+            render.one({"requeued": count}, fmt if fmt is Format.json else Format.plain)
+            return
+        assert msg_ids
+        render.ids(q.requeue(msg_ids, lease=lease, delay=delay), fmt)
+
+
+@app.command()
+def extend(
+    msg_id: Annotated[int, typer.Argument(help="Message id.", show_default=False)],
+    vt: Annotated[float, typer.Option("--vt", help="New lease: this many seconds from now.")],
+    lease: LeaseOpt = None,
+    dsn: DsnOpt = "",
+    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    json_out: JsonOpt = False,
+    fmt: FormatOpt = Format.auto,
+) -> None:
+    """Extend a lease you hold (a heartbeat for long work). Exit 3 if it is not current."""
+    fmt = render.resolve_format(fmt, json_out)
+    with boundary():
+        core.check_ids([msg_id])
+        core.check_lease(lease)
+        core.check_seconds(vt, "vt", allow_zero=False)
+    with session("extend", dsn, schema) as q:
+        render.messages([q.extend(msg_id, vt=vt, lease=lease)], fmt)
+
+
+@app.command()
+def stats(
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="Only this queue.")
+    ] = None,
+    dsn: DsnOpt = "",
+    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    json_out: JsonOpt = False,
+    fmt: FormatOpt = Format.auto,
+) -> None:
+    """Messages per queue and priority by state (priority 10 is most urgent, claimed first)."""
+    fmt = render.resolve_format(fmt, json_out)
+    with boundary():
+        if queue is not None:
+            core.check_queue(queue)
+    with session("stats", dsn, schema) as q:
+        render.stats(q.stats(queue=queue), fmt)
+
+
+def main() -> None:
+    """Console-script entry point (`pgq`, `pgq-cli`)."""
+    app(prog_name="pgq")
+
+
+if __name__ == "__main__":
+    main()

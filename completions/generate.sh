@@ -5,5 +5,5 @@ set -eu
 cd "$(dirname "$0")"
 PGQ="${PGQ:-pgq}"  # e.g. PGQ=$PWD/.venv/bin/pgq
 _PGQ_COMPLETE=source_bash "$PGQ" > pgq.bash
-_PGQ_COMPLETE=source_zsh "$PGQ" > _pgq
+_PGQ_COMPLETE=source_zsh "$PGQ" > pgq.zsh
 _PGQ_COMPLETE=source_fish "$PGQ" > pgq.fish

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 COMPLETIONS = Path(__file__).resolve().parent.parent / "completions"
-SCRIPTS = {"bash": "pgq.bash", "zsh": "_pgq", "fish": "pgq.fish"}
+SCRIPTS = {"bash": "pgq.bash", "zsh": "pgq.zsh", "fish": "pgq.fish"}
 
 
 def _run_pgq(pgq_bin: str, env: dict[str, str]) -> str:

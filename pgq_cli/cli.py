@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from . import cli_demo  # noqa: F401  registers pgq demo
+from . import grants
 from . import migrate as migrator
 from . import queue as core
 from . import render
@@ -44,6 +45,17 @@ def migrate(
     since: Annotated[
         int, typer.Option("--since", help="With --sql: the version already applied.")
     ] = 0,
+    print_grants: Annotated[
+        bool,
+        typer.Option(
+            "--print-grants",
+            help="Print SQL creating least-privilege producer/consumer/monitor roles "
+            "(PUBLIC revoked) for --schema, without connecting.",
+        ),
+    ] = False,
+    role_prefix: Annotated[
+        str, typer.Option("--role-prefix", help="With --print-grants: roles are PREFIX_producer...")
+    ] = grants.DEFAULT_ROLE_PREFIX,
     lock_timeout: Annotated[
         int, typer.Option("--lock-timeout", help="lock_timeout in milliseconds (exit 75).")
     ] = MIGRATE_LOCK_TIMEOUT_MS,
@@ -54,6 +66,10 @@ def migrate(
 ) -> None:
     """Create or upgrade the pgq schema. Safe to run again; concurrent runs take turns."""
     fmt = render.resolve_format(fmt, json_out)
+    if print_grants:
+        with boundary():
+            sys.stdout.write(grants.grant_sql(schema, role_prefix))
+        return
     if print_sql:
         with boundary():
             sys.stdout.write(migrator.pending_sql(schema, since))

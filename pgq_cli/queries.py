@@ -1,8 +1,9 @@
 """Every SQL statement the queue runs, in one place.
 
-`{messages}` stands for the schema-qualified messages table; `Queue` fills it in once with
-`psycopg.sql.Identifier`, so no identifier is ever built by string formatting. Queue names
-are always bound parameters.
+`{messages}` stands for the schema-qualified messages table and `{queues}` for the
+per-queue settings table (sql/0002); `Queue` fills them in with `psycopg.sql.Identifier`,
+so no identifier is ever built by string formatting. Queue names are always bound
+parameters.
 
 States: 'ready' (claimable), 'leased' (claimed; vt is when the lease runs out),
 'delayed' (vt is when it becomes due), 'dead' (kept for inspection, never claimed).
@@ -45,6 +46,10 @@ FROM STDIN
 # Bounded: at most %(batch)s rows per claim, oldest first, so a mass expiry (a million
 # leases running out at once) costs each claim a bounded amount. SKIP LOCKED lets
 # concurrent claimers return disjoint sets.
+# Dead letters: a row that has been delivered max_deliveries times (queues.max_deliveries,
+# NULL = no limit) goes to 'dead' instead of 'ready', with vt = the moment it died, so it is
+# never handed out more often. Delayed rows are checked too (the limit may have been
+# lowered while they waited).
 RETURN_DUE: LiteralString = """
 WITH due AS (
     SELECT msg_id
@@ -55,9 +60,16 @@ WITH due AS (
     ORDER BY vt
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
+),
+settings AS (
+    SELECT max_deliveries FROM {queues} WHERE queue = %(queue)s
 )
 UPDATE {messages} AS m
-SET state = 'ready',
+SET state = CASE
+        WHEN m.read_ct >= (SELECT max_deliveries FROM settings) THEN 'dead'
+        ELSE 'ready'
+    END,
+    vt = CASE WHEN m.read_ct >= (SELECT max_deliveries FROM settings) THEN now() ELSE m.vt END,
     lease = NULL
 FROM due
 WHERE m.msg_id = due.msg_id
@@ -66,17 +78,19 @@ WHERE m.msg_id = due.msg_id
 # The same, across all queues or one, for `pgq requeue --expired` (cron).
 RETURN_DUE_ANY_QUEUE: LiteralString = """
 WITH due AS (
-    SELECT msg_id
-    FROM {messages}
-    WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
-      AND state IN ('leased', 'delayed')
-      AND vt <= now()
-    ORDER BY vt
+    SELECT d.msg_id, s.max_deliveries
+    FROM {messages} AS d
+    LEFT JOIN {queues} AS s ON s.queue = d.queue
+    WHERE (%(queue)s::text IS NULL OR d.queue = %(queue)s)
+      AND d.state IN ('leased', 'delayed')
+      AND d.vt <= now()
+    ORDER BY d.vt
     LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE {messages} AS m
-SET state = 'ready',
+SET state = CASE WHEN m.read_ct >= due.max_deliveries THEN 'dead' ELSE 'ready' END,
+    vt = CASE WHEN m.read_ct >= due.max_deliveries THEN now() ELSE m.vt END,
     lease = NULL
 FROM due
 WHERE m.msg_id = due.msg_id
@@ -90,6 +104,9 @@ WHERE m.msg_id = due.msg_id
 # - SKIP LOCKED: concurrent claimers take disjoint rows instead of queueing on each other.
 # - Only ready rows are in messages_ready_idx, so in-flight work is never walked past.
 # - RETURNING order is unspecified: the caller re-sorts by (priority DESC, msg_id).
+# - Pause: the two uncorrelated subqueries on {queues} run once per claim (InitPlans), a
+#   paused queue short-circuits to nothing, and a paused band raises the priority floor of
+#   the same index range scan.
 CLAIM: LiteralString = """
 WITH locked AS (
     SELECT msg_id
@@ -97,6 +114,17 @@ WITH locked AS (
     WHERE queue = %(queue)s
       AND state = 'ready'
       AND priority BETWEEN %(min_priority)s AND %(max_priority)s
+      AND priority >= (
+          SELECT coalesce(max(paused_below_priority), 1)
+          FROM {queues}
+          WHERE queue = %(queue)s
+      )
+      AND NOT EXISTS (
+          SELECT 1
+          FROM {queues}
+          WHERE queue = %(queue)s
+            AND paused
+      )
     ORDER BY priority DESC, msg_id
     LIMIT %(qty)s
     FOR UPDATE SKIP LOCKED
@@ -156,15 +184,25 @@ WHERE msg_id = ANY(%(ids)s)
 RETURNING msg_id
 """
 
+# A message given back after its last allowed delivery goes dead (as in RETURN_DUE).
 REQUEUE: LiteralString = """
-UPDATE {messages}
-SET state = CASE WHEN %(delay)s > 0 THEN 'delayed' ELSE 'ready' END,
-    vt = now() + make_interval(secs => %(delay)s),
+UPDATE {messages} AS m
+SET state = CASE
+        WHEN m.read_ct >= (SELECT max_deliveries FROM {queues} WHERE queue = m.queue)
+            THEN 'dead'
+        WHEN %(delay)s > 0 THEN 'delayed'
+        ELSE 'ready'
+    END,
+    vt = CASE
+        WHEN m.read_ct >= (SELECT max_deliveries FROM {queues} WHERE queue = m.queue)
+            THEN now()
+        ELSE now() + make_interval(secs => %(delay)s)
+    END,
     lease = NULL
-WHERE msg_id = ANY(%(ids)s)
-  AND state <> 'dead'
-  AND (%(lease)s::uuid IS NULL OR lease = %(lease)s::uuid)
-RETURNING msg_id
+WHERE m.msg_id = ANY(%(ids)s)
+  AND m.state <> 'dead'
+  AND (%(lease)s::uuid IS NULL OR m.lease = %(lease)s::uuid)
+RETURNING m.msg_id, m.state
 """
 
 EXTEND: LiteralString = """
@@ -194,7 +232,14 @@ SELECT queue,
        count(*) FILTER (WHERE s = 'dead') AS dead,
        extract(epoch FROM now() - min(enqueued_at) FILTER (WHERE s = 'ready'))
            AS oldest_ready_age_s,
-       coalesce(max(read_ct), 0) AS max_read_ct
+       coalesce(max(read_ct), 0) AS max_read_ct,
+       -- Whether claim skips this queue/priority (pgq pause); one PK probe per group.
+       coalesce(
+           (SELECT s.paused OR m.priority < s.paused_below_priority
+            FROM {queues} AS s
+            WHERE s.queue = m.queue),
+           false
+       ) AS paused
 FROM (
     SELECT queue, priority, read_ct, enqueued_at, """
     + EFFECTIVE_STATE
@@ -206,3 +251,169 @@ GROUP BY queue, priority
 ORDER BY queue, priority DESC
 """
 )
+
+
+# ----------------------------------------------------------------------------- claim --wait
+
+# When the next leased or delayed message of a queue comes due: a waiting claim sleeps no
+# longer than this (a range probe on messages_due_idx).
+NEXT_DUE: LiteralString = """
+SELECT extract(epoch FROM min(vt) - now())
+FROM {messages}
+WHERE queue = %(queue)s
+  AND state IN ('leased', 'delayed')
+"""
+
+# ----------------------------------------------------------------------------- dead letters
+
+# Redrive: dead letters back to ready, oldest death first, at most %(limit)s per statement.
+# read_ct starts again at 0, so a redriven message gets max_deliveries fresh attempts.
+# %(older_than)s (seconds, NULL = any) is how long ago it died (vt of a dead row).
+REDRIVE_DEAD: LiteralString = """
+WITH picked AS (
+    SELECT msg_id
+    FROM {messages}
+    WHERE state = 'dead'
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+      AND (%(older_than)s::float8 IS NULL
+           OR vt <= now() - make_interval(secs => %(older_than)s::float8))
+    ORDER BY vt, msg_id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {messages} AS m
+SET state = 'ready',
+    vt = now(),
+    read_ct = 0,
+    lease = NULL
+FROM picked
+WHERE m.msg_id = picked.msg_id
+RETURNING m.msg_id
+"""
+
+# ----------------------------------------------------------------------------- queue settings
+
+# Insert-or-update one setting; the other columns keep their values (or defaults).
+CONFIGURE_QUEUE: LiteralString = """
+INSERT INTO {queues} AS s (queue, max_deliveries)
+VALUES (%(queue)s, %(max_deliveries)s)
+ON CONFLICT (queue) DO UPDATE
+SET max_deliveries = excluded.max_deliveries,
+    updated_at = now()
+RETURNING queue, max_deliveries, paused, paused_below_priority, updated_at
+"""
+
+# After a limit is set or lowered: waiting work that has already had its deliveries is
+# dead now, so the limit holds for it too (otherwise claim would hand it out once more).
+SWEEP_OVER_LIMIT: LiteralString = """
+UPDATE {messages}
+SET state = 'dead',
+    vt = now()
+WHERE queue = %(queue)s
+  AND state IN ('ready', 'delayed')
+  AND read_ct >= %(max_deliveries)s
+"""
+
+PAUSE_QUEUE: LiteralString = """
+INSERT INTO {queues} AS s (queue, paused, paused_below_priority)
+VALUES (%(queue)s, %(paused)s, %(below)s)
+ON CONFLICT (queue) DO UPDATE
+SET paused = excluded.paused,
+    paused_below_priority = excluded.paused_below_priority,
+    updated_at = now()
+RETURNING queue, max_deliveries, paused, paused_below_priority, updated_at
+"""
+
+# Resume also wakes `claim --wait`ers of the queue: its ready work is claimable again.
+RESUME_QUEUE: LiteralString = """
+UPDATE {queues}
+SET paused = false,
+    paused_below_priority = NULL,
+    updated_at = now()
+WHERE queue = %(queue)s
+RETURNING queue, max_deliveries, paused, paused_below_priority, updated_at
+"""
+
+NOTIFY_READY: LiteralString = """
+SELECT pg_notify(%(channel)s, %(queue)s)
+"""
+
+GET_QUEUE: LiteralString = """
+SELECT queue, max_deliveries, paused, paused_below_priority, updated_at
+FROM {queues}
+WHERE queue = %(queue)s
+"""
+
+# Every queue that has settings or messages, with its depth by state. Counting is a scan
+# of the messages table (like stats); settings come from the small queues table.
+LIST_QUEUES: LiteralString = (
+    """
+WITH depth AS (
+    SELECT queue,
+           count(*) FILTER (WHERE s = 'ready') AS ready,
+           count(*) FILTER (WHERE s = 'leased') AS leased,
+           count(*) FILTER (WHERE s = 'expired') AS expired,
+           count(*) FILTER (WHERE s = 'delayed') AS delayed,
+           count(*) FILTER (WHERE s = 'dead') AS dead
+    FROM (SELECT queue, """
+    + EFFECTIVE_STATE
+    + """ AS s FROM {messages}) AS m
+    GROUP BY queue
+)
+SELECT coalesce(q.queue, d.queue) AS queue,
+       q.max_deliveries,
+       coalesce(q.paused, false) AS paused,
+       q.paused_below_priority,
+       coalesce(d.ready, 0) AS ready,
+       coalesce(d.leased, 0) AS leased,
+       coalesce(d.expired, 0) AS expired,
+       coalesce(d.delayed, 0) AS delayed,
+       coalesce(d.dead, 0) AS dead
+FROM {queues} AS q
+FULL JOIN depth AS d ON d.queue = q.queue
+ORDER BY 1
+"""
+)
+
+# Queue names for shell completion, without counting anything: a loose index scan (one
+# probe per distinct queue) over each partial index, plus the settings table. Cheap at any
+# table size, and the caller bounds it with a short statement_timeout anyway.
+QUEUE_NAMES: LiteralString = """
+WITH RECURSIVE
+ready AS (
+    (SELECT queue FROM {messages} WHERE state = 'ready' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT m.queue FROM {messages} AS m
+            WHERE m.state = 'ready' AND m.queue > ready.queue
+            ORDER BY m.queue LIMIT 1)
+    FROM ready
+    WHERE ready.queue IS NOT NULL
+),
+waiting AS (
+    (SELECT queue FROM {messages} WHERE state IN ('leased', 'delayed') ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT m.queue FROM {messages} AS m
+            WHERE m.state IN ('leased', 'delayed') AND m.queue > waiting.queue
+            ORDER BY m.queue LIMIT 1)
+    FROM waiting
+    WHERE waiting.queue IS NOT NULL
+),
+dead AS (
+    (SELECT queue FROM {messages} WHERE state = 'dead' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT m.queue FROM {messages} AS m
+            WHERE m.state = 'dead' AND m.queue > dead.queue
+            ORDER BY m.queue LIMIT 1)
+    FROM dead
+    WHERE dead.queue IS NOT NULL
+)
+SELECT queue FROM ready WHERE starts_with(queue, %(prefix)s)
+UNION
+SELECT queue FROM waiting WHERE starts_with(queue, %(prefix)s)
+UNION
+SELECT queue FROM dead WHERE starts_with(queue, %(prefix)s)
+UNION
+SELECT queue FROM {queues} WHERE starts_with(queue, %(prefix)s)
+ORDER BY 1
+LIMIT %(limit)s
+"""

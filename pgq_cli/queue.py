@@ -81,6 +81,9 @@ class PriorityStats:
     dead: int
     oldest_ready_age_s: float | None
     max_read_ct: int
+    # Claim skips this queue/priority (`pgq pause`); last, with a default, so that
+    # existing constructors keep working.
+    paused: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +96,7 @@ class PriorityStats:
             "dead": self.dead,
             "oldest_ready_age_s": self.oldest_ready_age_s,
             "max_read_ct": self.max_read_ct,
+            "paused": self.paused,
         }
 
 
@@ -214,9 +218,15 @@ class Queue:
         self.conn = conn
         self.schema = check_schema(schema)
         self._table = sql.Identifier(schema, "messages")
+        self._queues = sql.Identifier(schema, "queues")
+
+    @property
+    def notify_channel(self) -> str:
+        """The LISTEN/NOTIFY channel on which new ready work is announced (sql/0002)."""
+        return f"pgq_ready:{self.schema}"
 
     def _q(self, template: LiteralString) -> sql.Composed:
-        return sql.SQL(template).format(messages=self._table)
+        return sql.SQL(template).format(messages=self._table, queues=self._queues)
 
     def _messages(self, cur: psycopg.Cursor[Any]) -> list[Message]:
         return [Message(**row) for row in cur.fetchall()]
@@ -373,15 +383,60 @@ class Queue:
         lease: str | uuid.UUID | None = None,
         delay: float = 0.0,
     ) -> list[int]:
-        """Give messages back: ready now, or delayed by `delay` seconds. read_ct is kept."""
+        """Give messages back: ready now, or delayed by `delay` seconds. read_ct is kept.
+
+        A message that has had its queue's max_deliveries goes to 'dead' instead.
+        """
+        return sorted(self.requeue_states(ids, lease=lease, delay=delay))
+
+    def requeue_states(
+        self,
+        ids: Iterable[int],
+        *,
+        lease: str | uuid.UUID | None = None,
+        delay: float = 0.0,
+    ) -> dict[int, str]:
+        """`requeue`, returning the state each message went to ('ready', 'delayed', 'dead')."""
         wanted = check_ids(ids)
         token = check_lease(lease)
         params = {"ids": wanted, "lease": token, "delay": check_seconds(delay, "delay")}
         with translated():
             rows = self.conn.execute(self._q(queries.REQUEUE), params).fetchall()
-        done = {int(r[0]) for r in rows}
-        self._explain_missing(wanted, done, token)
-        return sorted(done)
+        done = {int(r[0]): str(r[1]) for r in rows}
+        self._explain_missing(wanted, set(done), token)
+        return done
+
+    def redrive_dead(
+        self,
+        *,
+        queue: str | None = None,
+        older_than: float | None = None,
+        limit: int | None = None,
+        batch: int = 10_000,
+    ) -> list[int]:
+        """Dead letters back to ready (read_ct reset to 0); return their ids, oldest death first.
+
+        `queue`: only that queue. `older_than`: only those that died at least that many
+        seconds ago. `limit`: at most that many. Works in batches of `batch`, each its own
+        short transaction (SKIP LOCKED), so a large redrive never holds many locks at once.
+        The caller decides whether acting on every dead letter is intended.
+        """
+        if queue is not None:
+            check_queue(queue)
+        if older_than is not None:
+            check_seconds(older_than, "older-than")
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be a positive number, not {limit}")
+        done: list[int] = []
+        while limit is None or len(done) < limit:
+            size = batch if limit is None else min(batch, limit - len(done))
+            params = {"queue": queue, "older_than": older_than, "limit": size}
+            with translated():
+                rows = self.conn.execute(self._q(queries.REDRIVE_DEAD), params).fetchall()
+            done.extend(sorted(int(r[0]) for r in rows))
+            if len(rows) < size:
+                break
+        return done
 
     def requeue_expired(self, *, queue: str | None = None, batch: int = 10_000) -> int:
         """Return every expired lease and due delayed message to ready now; return the count.
@@ -439,6 +494,7 @@ class Queue:
                         None if r["oldest_ready_age_s"] is None else float(r["oldest_ready_age_s"])
                     ),
                     max_read_ct=int(r["max_read_ct"]),
+                    paused=bool(r["paused"]),
                 )
                 for r in rows
             )

@@ -13,12 +13,12 @@ from typing import Annotated
 import typer
 
 from . import cli_demo  # noqa: F401  registers pgq demo
-from . import grants
 from . import migrate as migrator
 from . import queue as core
 from . import render
 from .app import app
 from .errors import EmptyClaim, InvalidInput
+from .grants import DEFAULT_ROLE_PREFIX, grant_sql
 from .options import (
     DsnOpt,
     FormatOpt,
@@ -55,7 +55,7 @@ def migrate(
     ] = False,
     role_prefix: Annotated[
         str, typer.Option("--role-prefix", help="With --print-grants: roles are PREFIX_producer...")
-    ] = grants.DEFAULT_ROLE_PREFIX,
+    ] = DEFAULT_ROLE_PREFIX,
     lock_timeout: Annotated[
         int, typer.Option("--lock-timeout", help="lock_timeout in milliseconds (exit 75).")
     ] = MIGRATE_LOCK_TIMEOUT_MS,
@@ -68,7 +68,7 @@ def migrate(
     fmt = render.resolve_format(fmt, json_out)
     if print_grants:
         with boundary():
-            sys.stdout.write(grants.grant_sql(schema, role_prefix))
+            sys.stdout.write(grant_sql(schema, role_prefix))
         return
     if print_sql:
         with boundary():

@@ -12,6 +12,7 @@ deleted, even when the test failed.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -53,10 +54,8 @@ class RestartableServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already stopped
             self._pg_ctl("-D", str(self.pgdata), "-m", "immediate", "-w", "stop")
-        except Exception:
-            pass  # already stopped
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _pg_ctl(self, *args: str) -> None:

@@ -11,6 +11,7 @@ It reports what it chose in a `Target`, so the CLI can say so on stderr.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from .errors import ConfigError, ConnectFailed, translate
 LIBPQ_SERVER_VARS = ("PGHOST", "PGHOSTADDR", "PGSERVICE")
 
 DEFAULT_CONNECT_TIMEOUT_S = 5
+# libpq's wording when an option's value cannot be used (e.g. `invalid integer value "x" for
+# connection option "port"`, `invalid sslmode value: "bogus"`, `invalid port number`).
+_BAD_OPTION_VALUE = re.compile(r"^invalid (\w+ )?(value|port number)\b")
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 DEFAULT_LOCK_TIMEOUT_MS = 5_000
 
@@ -120,7 +124,18 @@ def connect(
     except psycopg.OperationalError as exc:
         error = translate(exc)
         if isinstance(error, ConnectFailed):
-            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
+            # libpq's first line names the host, port and cause ("Connection refused"); the
+            # later lines are generic advice.
+            lines = str(exc).strip().splitlines() or ["no answer"]
+            detail = lines[0].removeprefix("connection failed: ")
+            detail = detail.removeprefix("connection is bad: ")
+            if _BAD_OPTION_VALUE.search(detail):
+                # A malformed option value (port=abc, sslmode=bogus) is configuration (78),
+                # not an unreachable server. libpq never quotes the password here.
+                raise ConfigError(
+                    f"the DSN is not valid: {detail}",
+                    hint="use a URI postgresql://user@host:port/db or key=value pairs",
+                ) from exc
             raise ConnectFailed(f"could not connect: {detail}") from exc
         raise error from exc
     try:

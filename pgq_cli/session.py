@@ -94,6 +94,10 @@ def _silence_stdout() -> None:
 
 def open_target(dsn: str | None) -> connect.Target:
     """Resolve where to connect; say so on stderr when it is the embedded server."""
+    if dsn and dsn == os.environ.get("PGQ_DSN"):
+        # Typer fills --dsn from PGQ_DSN as well; only a DSN typed on the command line is
+        # "--dsn" (and visible in the process list).
+        dsn = None
     target = connect.resolve(dsn)
     state.secrets = tuple(s for s in (target.password,) if s)
     if target.source == "--dsn" and target.password:

@@ -154,7 +154,9 @@ def translate(exc: psycopg.Error) -> PgqError:
     if state in _GONE_SQLSTATES or state.startswith("08"):
         return ConnectFailed(f"the database went away: {detail}")
     if state == "42501":
-        return PermissionDenied(f"permission denied: {detail}")
+        # The server's text already reads "permission denied for table messages".
+        prefix = "" if detail.lower().startswith("permission denied") else "permission denied: "
+        return PermissionDenied(f"{prefix}{detail}")
     if state in ("3F000", "42P01"):  # invalid_schema_name, undefined_table
         return SchemaMissing()
     if state in ("28000", "28P01"):  # invalid authorization / wrong password

@@ -1,0 +1,157 @@
+"""Least privilege: `pgq migrate --print-grants` and every command as every role.
+
+Roles are cluster-wide, so each test makes role names unique to it and drops them after.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+
+from conftest import Cli
+from pgq_cli import grants
+from pgq_cli.queue import Queue
+
+ALLOWED: dict[str, set[str]] = {
+    "producer": {"send"},
+    "consumer": {"claim", "peek", "ack", "requeue", "requeue_expired", "extend", "stats"},
+    "monitor": {"stats", "migrate_list"},
+}
+COMMANDS = ("send", "claim", "peek", "ack", "requeue", "requeue_expired", "extend", "stats",
+            "migrate", "migrate_list")
+
+
+def test_print_grants_needs_no_connection_and_matches_the_module(cli: Cli) -> None:
+    result = cli("migrate", "--print-grants", "--schema", "jobs", "--role-prefix", "app",
+                 env={"PGQ_DSN": "postgresql://nobody@127.0.0.1:1/none"})
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == grants.grant_sql("jobs", "app")
+    assert 'REVOKE ALL ON SCHEMA "jobs" FROM PUBLIC' in result.stdout
+    assert "CREATE ROLE \"app_monitor\" NOLOGIN" in result.stdout
+    # The monitor's column list leaves out the payload.
+    monitor_line = next(line for line in result.stdout.splitlines()
+                        if '"messages" TO "app_monitor"' in line)
+    assert "payload" not in monitor_line and "lease" not in monitor_line
+
+
+@pytest.mark.parametrize("prefix", ["Bad", "x;drop", "a" * 42, ""])
+def test_print_grants_refuses_a_bad_role_prefix(cli: Cli, prefix: str) -> None:
+    result = cli("migrate", "--print-grants", "--role-prefix", prefix)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_every_schema_object_is_covered_by_the_grants(conn: psycopg.Connection[Any]) -> None:
+    """A migration that adds a table, sequence or function must say who may use it."""
+    rows = conn.execute(
+        """
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'pgq' AND c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f')
+        UNION ALL
+        SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'pgq'
+        """
+    ).fetchall()
+    in_schema = {r[0] for r in rows}
+    assert in_schema - grants.mentioned_objects() == set(), "grant these in pgq_cli/grants.py"
+    assert grants.mentioned_objects() - in_schema == set(), "grants.py names a missing object"
+
+
+@pytest.fixture
+def roles(db_dsn: str) -> Iterator[dict[str, str]]:
+    """Group roles from --print-grants (unique names) and a login member of each."""
+    prefix = f"pgqt_{uuid.uuid4().hex[:10]}"
+    group = grants.Roles.with_prefix(prefix)
+    logins = {kind: f"{prefix}_{kind}_login" for kind in grants.ROLE_KINDS}
+    with psycopg.connect(db_dsn, autocommit=True) as admin:
+        try:
+            admin.execute(grants.grant_sql("pgq", prefix).encode())
+            for kind, login in logins.items():
+                admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                    sql.Identifier(login), sql.Identifier(group.of(kind))))
+            yield {kind: conninfo.make_conninfo(db_dsn, user=login)
+                   for kind, login in logins.items()}
+        finally:
+            for name in (*logins.values(), *group.all()):
+                admin.execute(sql.SQL(
+                    "DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = {lit}) THEN "
+                    "EXECUTE 'DROP OWNED BY ' || quote_ident({lit}); "
+                    "EXECUTE 'DROP ROLE ' || quote_ident({lit}); END IF; END $$"
+                ).format(lit=sql.Literal(name)))
+
+
+def _snapshot(q: Queue) -> list[tuple[Any, ...]]:
+    return q.conn.execute(
+        "SELECT msg_id, state, vt, read_ct, lease FROM pgq.messages ORDER BY msg_id"
+    ).fetchall()
+
+
+def _prepare(command: str, q: Queue) -> tuple[str, ...]:
+    """As the owner: one leased message (the target) and one ready; return the role's args."""
+    q.conn.execute("DELETE FROM pgq.messages")
+    q.send_many(['{"cell": 1}', '{"cell": 2}'], queue="g")
+    (target,) = q.claim(queue="g", qty=1, vt=60)
+    msg_id, lease = str(target.msg_id), str(target.lease)
+    return {
+        "send": ("send", "-q", "g", '{"x": 1}'),
+        "claim": ("claim", "-q", "g", "--json"),
+        "peek": ("peek", "-q", "g", "--state", "all", "--json"),
+        "ack": ("ack", msg_id, "--lease", lease),
+        "requeue": ("requeue", msg_id, "--lease", lease),
+        "requeue_expired": ("requeue", "--expired"),
+        "extend": ("extend", msg_id, "--vt", "120", "--lease", lease, "--json"),
+        "stats": ("stats", "--json"),
+        "migrate": ("migrate",),
+        "migrate_list": ("migrate", "--list", "--json"),
+    }[command]
+
+
+def test_every_command_as_every_role(roles: dict[str, str], q: Queue) -> None:
+    q.conn.execute("INSERT INTO pgq.queues (queue, max_deliveries) VALUES ('g', 100)")
+    cells: list[str] = []
+    for kind, dsn in roles.items():
+        for command in COMMANDS:
+            args = _prepare(command, q)
+            before = _snapshot(q)
+            result = Cli(dsn)(*args)
+            after = _snapshot(q)
+            cell = f"{kind} {command}: exit {result.exit_code} {result.stderr.strip()[:160]}"
+            cells.append(cell)
+            if command in ALLOWED[kind]:
+                assert result.exit_code == 0, cell
+                if command in ("send", "claim", "ack", "requeue", "extend"):
+                    assert after != before, f"{cell}: nothing changed"
+            else:
+                assert result.exit_code == 77, cell
+                assert result.stdout == "", cell
+                assert len(result.stderr.strip().splitlines()) == 1, cell
+                assert result.stderr.startswith("pgq: error: permission denied"), cell
+                assert "Traceback" not in result.stderr, cell
+                assert after == before, f"{cell}: a forbidden command changed something"
+    assert len(cells) == len(roles) * len(COMMANDS)
+
+
+def test_monitor_cannot_read_payloads_even_with_raw_sql(roles: dict[str, str], q: Queue) -> None:
+    q.send('{"secret": "card number"}')
+    with psycopg.connect(roles["monitor"], autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pgq.messages").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT payload FROM pgq.messages")
+
+
+def test_public_has_nothing(roles: dict[str, str], db_dsn: str, q: Queue) -> None:
+    """A login role in no pgq group cannot even see the schema's tables."""
+    outsider = f"pgqt_{uuid.uuid4().hex[:10]}_outsider"
+    with psycopg.connect(db_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(outsider)))
+        try:
+            result = Cli(conninfo.make_conninfo(db_dsn, user=outsider))("stats")
+            assert result.exit_code == 77, result.stderr
+        finally:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(outsider)))

@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import Cli
 from psycopg import conninfo, sql
 
-from conftest import Cli
 from pgq_cli import grants
 from pgq_cli.queue import Queue
 

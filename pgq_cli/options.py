@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from .completion import complete_queue
 from .render import Format
 
 DsnOpt = Annotated[
@@ -31,6 +32,25 @@ QueueOpt = Annotated[
         "-q",
         envvar="PGQ_QUEUE",
         help="Queue name (1-64 of A-Z a-z 0-9 _ . : -).",
+        autocompletion=complete_queue,
+    ),
+]
+# The same for commands where the queue is optional (all queues when not given).
+OptionalQueueOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--queue",
+        "-q",
+        help="Only this queue.",
+        autocompletion=complete_queue,
+        show_default=False,
+    ),
+]
+# A queue named as an argument (`pgq pause Q`).
+QueueArg = Annotated[
+    str,
+    typer.Argument(
+        help="Queue name.", autocompletion=complete_queue, show_default=False
     ),
 ]
 JsonOpt = Annotated[

@@ -1,0 +1,67 @@
+"""Queue names for shell completion, from the database.
+
+A completion runs on every Tab press, so it must never get in the way: it returns [] on
+any error, prints nothing (stdout is what the shell offers; stderr would garble the
+prompt), gives up after a short, hard deadline, and never starts the embedded server.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from typing import Any
+
+import psycopg
+import typer
+
+from . import connect
+from .queue import DEFAULT_SCHEMA, Queue
+
+CONNECT_TIMEOUT_S = 2  # libpq's minimum
+STATEMENT_TIMEOUT_MS = 1000
+# Hard deadline for the whole lookup, whatever libpq does (DNS lookups are not covered
+# by connect_timeout): past it the shell gets nothing.
+DEADLINE_S = 2.5
+
+
+def queue_names_from(dsn: str | None, schema: str, prefix: str) -> list[str]:
+    """Queue names starting with `prefix`; [] on any error or after DEADLINE_S."""
+    found: list[str] = []
+
+    def lookup() -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                target = connect.resolve(dsn)
+                if target.embedded_dir is not None:
+                    return  # starting a server on Tab is not acceptable
+                with psycopg.connect(
+                    target.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                ) as conn:
+                    conn.execute(
+                        "SELECT set_config('application_name', 'pgq completion', false),"
+                        " set_config('statement_timeout', %s, false)",
+                        (f"{STATEMENT_TIMEOUT_MS}ms",),
+                    )
+                    from .settings import queue_names
+
+                    found.extend(queue_names(Queue(conn, schema), prefix))
+        except Exception:
+            found.clear()
+
+    worker = threading.Thread(target=lookup, name="pgq-complete", daemon=True)
+    worker.start()
+    worker.join(DEADLINE_S)
+    return [] if worker.is_alive() else list(found)
+
+
+def complete_queue(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Typer autocompletion callback for --queue/-q and QUEUE arguments."""
+    try:
+        params: dict[str, Any] = ctx.params if ctx is not None else {}
+        dsn = params.get("dsn") or None
+        schema = params.get("schema") or os.environ.get("PGQ_SCHEMA") or DEFAULT_SCHEMA
+        return queue_names_from(dsn, str(schema), incomplete or "")
+    except Exception:
+        return []

@@ -109,6 +109,7 @@ STATS_HEADERS = (
     "dead",
     "oldest_ready_s",
     "max_read_ct",
+    "paused",
 )
 
 
@@ -131,6 +132,7 @@ def stats(result: QueueStats, fmt: Format) -> None:
             r.dead,
             _age(r.oldest_ready_age_s),
             r.max_read_ct,
+            "yes" if r.paused else "no",
         ]
         for r in result.rows
     ]
@@ -176,3 +178,13 @@ def one(obj: dict[str, Any], fmt: Format) -> None:
         _json_lines([obj])
         return
     _rows_out(fmt, ("key", "value"), [[k, v] for k, v in obj.items()], "")
+
+
+def records(
+    found: Sequence[dict[str, Any]], headers: Sequence[str], fmt: Format, title: str = ""
+) -> None:
+    """Flat records (one per line in JSON; the `headers` keys, in order, as columns)."""
+    if fmt is Format.json:
+        _json_lines(found)
+        return
+    _rows_out(fmt, headers, [[r.get(h) for h in headers] for r in found], title)

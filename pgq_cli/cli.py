@@ -13,10 +13,12 @@ from typing import Annotated
 import typer
 
 from . import cli_demo  # noqa: F401  registers pgq demo
+from . import cli_queues  # noqa: F401  registers pgq queue config, pause, resume, queues
 from . import migrate as migrator
 from . import queue as core
-from . import render
+from . import render, waiting
 from .app import app
+from .durations import parse_duration
 from .errors import EmptyClaim, InvalidInput
 from .grants import DEFAULT_ROLE_PREFIX, grant_sql
 from .options import (
@@ -24,6 +26,7 @@ from .options import (
     FormatOpt,
     JsonOpt,
     LeaseOpt,
+    OptionalQueueOpt,
     PriorityOpt,
     QueueOpt,
     SchemaOpt,
@@ -169,6 +172,14 @@ def claim(
     fail_if_empty: Annotated[
         bool, typer.Option("--fail-if-empty", help="Exit 3 when nothing was claimed.")
     ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            help="Wait up to this many seconds for work (LISTEN/NOTIFY, polling for delayed "
+            "and expired work); needs a session connection, not transaction-pooled PgBouncer.",
+        ),
+    ] = 0.0,
     dsn: DsnOpt = "",
     schema: SchemaOpt = core.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -179,6 +190,7 @@ def claim(
 
     Each message gets a lease token; pass it to ack/requeue/extend with --lease so that a
     consumer whose lease ran out cannot ack a message someone else now holds.
+    Paused queues and bands (`pgq pause`) yield nothing.
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
@@ -187,10 +199,15 @@ def claim(
         core.check_seconds(vt, "vt", allow_zero=False)
         core.check_priority(min_priority)
         core.check_priority(max_priority)
+        if min_priority > max_priority:
+            raise InvalidInput("--min-priority is above --max-priority")
+        waiting.check_wait(wait)
     with session("claim", dsn, schema, statement_timeout_ms=statement_timeout) as q:
-        found = q.claim(
-            queue=queue, qty=qty, vt=vt, min_priority=min_priority, max_priority=max_priority
-        )
+        bounds = {"min_priority": min_priority, "max_priority": max_priority}
+        if wait > 0:
+            found = waiting.claim_wait(q, wait=wait, queue=queue, qty=qty, vt=vt, **bounds)
+        else:
+            found = q.claim(queue=queue, qty=qty, vt=vt, **bounds)
         if not found and fail_if_empty:
             raise EmptyClaim(f"queue {queue!r} had nothing ready to claim")
         render.messages(found, fmt, title=f"claimed from {queue}")
@@ -256,31 +273,88 @@ def requeue(
             "--expired", help="Return every expired lease (and due delayed message) now; for cron."
         ),
     ] = False,
-    queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="With --expired: only this queue.")
+    dead: Annotated[
+        bool,
+        typer.Option(
+            "--dead",
+            help="Redrive dead letters to ready (read_ct reset). Needs --queue, --older-than, "
+            "--limit or --all.",
+        ),
+    ] = False,
+    queue: OptionalQueueOpt = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="With --dead: only those that died at least this long ago (30s, 15m, 2h, 7d).",
+            show_default=False,
+        ),
     ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", help="With --dead: at most this many.", show_default=False),
+    ] = None,
+    all_dead: Annotated[
+        bool, typer.Option("--all", help="With --dead: every dead letter, no filter needed.")
+    ] = False,
     dsn: DsnOpt = "",
     schema: SchemaOpt = core.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
-    """Give messages back to the queue (read_ct is kept), now or after --delay."""
+    """Give messages back to the queue (read_ct is kept), now or after --delay.
+
+    A message that has had its queue's max deliveries goes to dead letters instead
+    (`pgq queue config Q --max-deliveries N`). `--dead` redrives dead letters.
+    """
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
-        if expired == bool(msg_ids):
-            raise InvalidInput("give MSG_IDs or --expired")
+        if [bool(msg_ids), expired, dead].count(True) != 1:
+            raise InvalidInput("give MSG_IDs, --expired or --dead")
         if queue is not None:
             core.check_queue(queue)
         if msg_ids:
             core.check_ids(msg_ids)
             core.check_lease(lease)
             core.check_seconds(delay, "delay")
+        age = _check_redrive(dead, older_than, limit, all_dead, has_queue=queue is not None)
     with session("requeue", dsn, schema) as q:
         if expired:
             count = q.requeue_expired(queue=queue)
             render.one({"requeued": count}, fmt if fmt is Format.json else Format.plain)
             return
+        if dead:
+            redriven = q.redrive_dead(queue=queue, older_than=age, limit=limit)
+            say(f"pgq: redrove {len(redriven)} dead letter(s) to ready")
+            render.ids(redriven, fmt)
+            return
         assert msg_ids
-        render.ids(q.requeue(msg_ids, lease=lease, delay=delay), fmt)
+        states = q.requeue_states(msg_ids, lease=lease, delay=delay)
+        went_dead = sorted(i for i, st in states.items() if st == "dead")
+        if went_dead:
+            say(
+                f"pgq: {len(went_dead)} message(s) had their last delivery and went to dead "
+                f"letters: {', '.join(map(str, went_dead[:10]))}"
+            )
+        render.ids(sorted(states), fmt)
+
+
+def _check_redrive(
+    dead: bool, older_than: str | None, limit: int | None, all_dead: bool, *, has_queue: bool
+) -> float | None:
+    """Validate the --dead options; return --older-than in seconds."""
+    if not dead:
+        if older_than is not None or limit is not None or all_dead:
+            raise InvalidInput("--older-than, --limit and --all go with --dead")
+        return None
+    if limit is not None and limit < 1:
+        raise InvalidInput(f"--limit must be >= 1, not {limit}")
+    age = None if older_than is None else parse_duration(older_than, "--older-than")
+    if not (all_dead or has_queue or age is not None or limit is not None):
+        raise InvalidInput(
+            "refusing to redrive every dead letter of every queue",
+            hint="give --queue, --older-than or --limit, or --all if you mean it",
+        )
+    return age
 
 
 @app.command()

@@ -85,7 +85,11 @@ CREATE TABLE IF NOT EXISTS {table} (
 
 
 def _schema_state(conn: psycopg.Connection[Any], schema: str) -> tuple[bool, bool, int]:
-    """(schema exists, our version table exists, number of relations in the schema)."""
+    """(schema exists, our version table exists, number of objects in the schema).
+
+    Objects are counted through pg_depend (what DROP SCHEMA … CASCADE would drop), so a
+    schema holding only functions or types is seen as occupied too, not just one with tables.
+    """
     row = conn.execute(
         """
         SELECT
@@ -95,8 +99,8 @@ def _schema_state(conn: psycopg.Connection[Any], schema: str) -> tuple[bool, boo
                 WHERE n.nspname = %(s)s AND c.relname = 'pgq_migrations'
                   AND obj_description(c.oid, 'pg_class') = %(comment)s
             ),
-            (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = %(s)s)
+            (SELECT count(*) FROM pg_depend d JOIN pg_namespace n ON n.oid = d.refobjid
+             WHERE d.refclassid = 'pg_namespace'::regclass AND n.nspname = %(s)s)
         """,
         {"s": schema, "comment": VERSION_TABLE_COMMENT},
     ).fetchone()
@@ -117,7 +121,7 @@ def status(conn: psycopg.Connection[Any], schema: str = "pgq") -> list[Migration
     """Applied and pending migrations. Read-only."""
     check_schema(schema)
     with translated():
-        exists, ours, _ = _schema_state(conn, schema)
+        _, ours, _ = _schema_state(conn, schema)
         applied = _applied(conn, schema) if ours else {}
     return [MigrationStatus(m.version, m.name, applied.get(m.version)) for m in available()]
 
@@ -134,7 +138,8 @@ def migrate(conn: psycopg.Connection[Any], schema: str = "pgq") -> list[Migratio
     Each file runs with its version record in one transaction, after taking a
     transaction-scoped advisory lock, so two migrators serialize and the second finds
     nothing left to do. lock_timeout (set on the connection) bounds waiting for table locks.
-    Refuses a schema that holds relations but not our version table.
+    Refuses a schema that holds objects (tables, functions, types…) but not our version
+    table.
     """
     check_schema(schema)
     done: list[Migration] = []
@@ -142,10 +147,10 @@ def migrate(conn: psycopg.Connection[Any], schema: str = "pgq") -> list[Migratio
         for migration in available():
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
-                exists, ours, relations = _schema_state(conn, schema)
-                if exists and not ours and relations > 0:
+                exists, ours, objects = _schema_state(conn, schema)
+                if exists and not ours and objects > 0:
                     raise SchemaForeign(
-                        f"schema {schema!r} holds {relations} relations that pgq did not create"
+                        f"schema {schema!r} holds {objects} objects that pgq did not create"
                     )
                 _ensure_version_table(conn, schema)
                 if migration.version in _applied(conn, schema):

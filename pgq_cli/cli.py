@@ -186,7 +186,7 @@ def claim(
     fmt: FormatOpt = Format.auto,
     statement_timeout: StatementTimeoutOpt = DEFAULT_STATEMENT_TIMEOUT_MS,
 ) -> None:
-    """Lease up to --qty messages: highest priority first, FIFO within a priority.
+    """Lease up to --qty messages: highest priority first (10 is most urgent), FIFO within one.
 
     Each message gets a lease token; pass it to ack/requeue/extend with --lease so that a
     consumer whose lease ran out cannot ack a message someone else now holds.

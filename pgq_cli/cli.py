@@ -19,7 +19,7 @@ from . import queue as core
 from . import render, waiting
 from .app import app
 from .durations import parse_duration
-from .errors import EmptyClaim, InvalidInput
+from .errors import EmptyClaim, InvalidInput, NothingDone
 from .grants import DEFAULT_ROLE_PREFIX, grant_sql
 from .options import (
     DsnOpt,
@@ -255,7 +255,12 @@ def ack(
         core.check_ids(msg_ids)
         core.check_lease(lease)
     with session("ack", dsn, schema) as q:
-        render.ids(q.ack(msg_ids, lease=lease), fmt)
+        try:
+            acked = q.ack(msg_ids, lease=lease)
+        except NothingDone as exc:
+            render.ids(exc.done, fmt)  # those were acked all the same
+            raise
+        render.ids(acked, fmt)
 
 
 @app.command()
@@ -328,7 +333,11 @@ def requeue(
             render.ids(redriven, fmt)
             return
         assert msg_ids
-        states = q.requeue_states(msg_ids, lease=lease, delay=delay)
+        try:
+            states = q.requeue_states(msg_ids, lease=lease, delay=delay)
+        except NothingDone as exc:
+            render.ids(exc.done, fmt)  # those were requeued all the same
+            raise
         went_dead = sorted(i for i, st in states.items() if st == "dead")
         if went_dead:
             say(

@@ -59,6 +59,9 @@ class NothingDone(PgqError):
     """nothing was done."""
 
     exit_code = ExitCode.NOTHING_DONE
+    # ack/requeue act on each id on its own: the ids that were done before the refusal, so
+    # the CLI can still print them (stdout is the record of what happened).
+    done: tuple[int, ...] = ()
 
 
 class NotFound(NothingDone):

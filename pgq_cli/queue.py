@@ -115,7 +115,7 @@ class QueueStats:
 
 
 def check_queue(name: str) -> str:
-    if not QUEUE_NAME.match(name):
+    if not QUEUE_NAME.fullmatch(name):  # match() would let a trailing newline through
         raise InvalidInput(
             f"invalid queue name {name[:70]!r}",
             hint="use 1-64 of A-Z a-z 0-9 _ . : - starting with a letter or digit",
@@ -124,7 +124,7 @@ def check_queue(name: str) -> str:
 
 
 def check_schema(name: str) -> str:
-    if not SCHEMA_NAME.match(name):
+    if not SCHEMA_NAME.fullmatch(name):
         raise InvalidInput(
             f"invalid schema name {name[:70]!r}",
             hint="use a lower-case SQL identifier, e.g. pgq",

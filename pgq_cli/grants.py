@@ -75,7 +75,7 @@ class Roles:
 
     @classmethod
     def with_prefix(cls, prefix: str = DEFAULT_ROLE_PREFIX) -> Roles:
-        if not ROLE_PREFIX.match(prefix):
+        if not ROLE_PREFIX.fullmatch(prefix):
             raise InvalidInput(
                 f"invalid role prefix {prefix[:50]!r}",
                 hint="use a lower-case SQL identifier of at most 41 characters, e.g. pgq",

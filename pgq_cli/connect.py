@@ -29,6 +29,12 @@ DEFAULT_CONNECT_TIMEOUT_S = 5
 # libpq's wording when an option's value cannot be used (e.g. `invalid integer value "x" for
 # connection option "port"`, `invalid sslmode value: "bogus"`, `invalid port number`).
 _BAD_OPTION_VALUE = re.compile(r"^invalid (\w+ )?(value|port number)\b")
+# The server refused the login itself. psycopg gives no SQLSTATE for a failed connection,
+# so these are told apart from an unreachable server by the server's FATAL message.
+_NO_SUCH_DATABASE = re.compile(r'FATAL:\s+database ".*" does not exist')
+_LOGIN_REFUSED = re.compile(
+    r'FATAL:\s+(password authentication failed|role ".*" does not exist|no pg_hba\.conf entry)'
+)
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 DEFAULT_LOCK_TIMEOUT_MS = 5_000
 
@@ -135,6 +141,14 @@ def connect(
                 raise ConfigError(
                     f"the DSN is not valid: {detail}",
                     hint="use a URI postgresql://user@host:port/db or key=value pairs",
+                ) from exc
+            if _NO_SUCH_DATABASE.search(detail):
+                raise ConfigError(
+                    f"no such database: {detail}", hint="check the DSN's dbname"
+                ) from exc
+            if _LOGIN_REFUSED.search(detail):
+                raise ConfigError(
+                    f"login refused: {detail}", hint="check the user and password"
                 ) from exc
             raise ConnectFailed(f"could not connect: {detail}") from exc
         raise error from exc

@@ -90,6 +90,24 @@ class RestartableServer:
                     raise
                 time.sleep(0.1)
 
+    def require_password(self, role: str) -> None:
+        """Make `role` log in with a password (scram) on this server; others stay trusted."""
+        hba = self.pgdata / "pg_hba.conf"
+        rule = f"local all {role} scram-sha-256\nhost all {role} all scram-sha-256\n"
+        hba.write_text(rule + hba.read_text())
+        self._pg_ctl("-D", str(self.pgdata), "reload")
+        # Reload is asynchronous: wait until a password-less login is refused.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(conninfo.make_conninfo(self.admin_dsn, user=role),
+                                connect_timeout=2).close()
+            except psycopg.OperationalError as exc:
+                if "password" in str(exc):
+                    return
+            assert time.monotonic() < deadline, "pg_hba.conf was not reloaded"
+            time.sleep(0.05)
+
     # -- databases -----------------------------------------------------------------------
 
     def dsn_for(self, dbname: str) -> str:

@@ -99,7 +99,9 @@ def test_send_delay_then_stats_and_peek_show_it(cli: Cli) -> None:
 # ----------------------------------------------------------------------------- claim
 
 
-def test_claim_json_has_the_stable_fields(cli: Cli, q: Queue) -> None:
+def test_claim_json_has_the_stable_fields(
+    cli: Cli, q: Queue, conn: psycopg.Connection[Any]
+) -> None:
     msg_id = q.send('{"k": "v"}', priority=8, queue="jobs")
     result = cli("claim", "-q", "jobs", "--vt", "45", "--json")
     assert result.exit_code == 0, result.stderr
@@ -112,7 +114,10 @@ def test_claim_json_has_the_stable_fields(cli: Cli, q: Queue) -> None:
     assert message["payload"] == {"k": "v"}
     assert message["read_ct"] == 1
     assert len(message["lease"]) == 36
-    assert message["vt"] > message["enqueued_at"]
+    row = conn.execute(
+        "SELECT extract(epoch FROM %s::timestamptz - now())", (message["vt"],)
+    ).fetchone()
+    assert row is not None and 30 < float(row[0]) <= 45, "--vt 45 sets the lease length"
 
 
 def test_claim_plain_lines_when_piped(cli: Cli, q: Queue) -> None:

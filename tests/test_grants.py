@@ -17,12 +17,15 @@ from psycopg import conninfo, sql
 from pgq_cli import grants
 from pgq_cli.queue import Queue
 
+# Queue settings (queue config, pause, resume) and migrate stay with the schema owner.
 ALLOWED: dict[str, set[str]] = {
     "producer": {"send"},
-    "consumer": {"claim", "peek", "ack", "requeue", "requeue_expired", "extend", "stats"},
-    "monitor": {"stats", "migrate_list"},
+    "consumer": {"claim", "claim_wait", "peek", "ack", "requeue", "requeue_expired",
+                 "requeue_dead", "extend", "stats", "queues"},
+    "monitor": {"stats", "queues", "migrate_list"},
 }
-COMMANDS = ("send", "claim", "peek", "ack", "requeue", "requeue_expired", "extend", "stats",
+COMMANDS = ("send", "claim", "claim_wait", "peek", "ack", "requeue", "requeue_expired",
+            "requeue_dead", "extend", "stats", "queues", "queue_config", "pause", "resume",
             "migrate", "migrate_list")
 
 
@@ -87,9 +90,13 @@ def roles(db_dsn: str) -> Iterator[dict[str, str]]:
 
 
 def _snapshot(q: Queue) -> list[tuple[Any, ...]]:
-    return q.conn.execute(
+    messages = q.conn.execute(
         "SELECT msg_id, state, vt, read_ct, lease FROM pgq.messages ORDER BY msg_id"
     ).fetchall()
+    settings = q.conn.execute(
+        "SELECT queue, max_deliveries, paused, paused_below_priority FROM pgq.queues"
+    ).fetchall()
+    return [*messages, *settings]
 
 
 def _prepare(command: str, q: Queue) -> tuple[str, ...]:
@@ -101,12 +108,18 @@ def _prepare(command: str, q: Queue) -> tuple[str, ...]:
     return {
         "send": ("send", "-q", "g", '{"x": 1}'),
         "claim": ("claim", "-q", "g", "--json"),
+        "claim_wait": ("claim", "-q", "g", "--wait", "0.2", "--json"),
         "peek": ("peek", "-q", "g", "--state", "all", "--json"),
         "ack": ("ack", msg_id, "--lease", lease),
         "requeue": ("requeue", msg_id, "--lease", lease),
         "requeue_expired": ("requeue", "--expired"),
+        "requeue_dead": ("requeue", "--dead", "--all"),
         "extend": ("extend", msg_id, "--vt", "120", "--lease", lease, "--json"),
         "stats": ("stats", "--json"),
+        "queues": ("queues", "--json"),
+        "queue_config": ("queue", "config", "g", "--max-deliveries", "7"),
+        "pause": ("pause", "g"),
+        "resume": ("resume", "g"),
         "migrate": ("migrate",),
         "migrate_list": ("migrate", "--list", "--json"),
     }[command]
@@ -125,7 +138,7 @@ def test_every_command_as_every_role(roles: dict[str, str], q: Queue) -> None:
             cells.append(cell)
             if command in ALLOWED[kind]:
                 assert result.exit_code == 0, cell
-                if command in ("send", "claim", "ack", "requeue", "extend"):
+                if command in ("send", "claim", "claim_wait", "ack", "requeue", "extend"):
                     assert after != before, f"{cell}: nothing changed"
             else:
                 assert result.exit_code == 77, cell

@@ -158,3 +158,29 @@ def test_server_restart_keeps_committed_leases_and_rolls_back_open_claims(
         assert queue.ack([committed[0].msg_id], lease=committed[0].lease) == [committed[0].msg_id]
         remaining = queue.claim(qty=200, vt=30)
         assert len(remaining) == 100 - 10
+
+
+@pytest.mark.slow
+def test_a_command_in_flight_when_the_server_stops_exits_69_with_one_line(
+    server: RestartableServer, pgq_bin: str
+) -> None:
+    dsn = server.migrated_database()
+    env = {**os.environ, "PGQ_DSN": dsn}
+    proc = subprocess.Popen([pgq_bin, "claim", "--wait", "60"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as watcher:
+            _wait_until(lambda: watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgq claim'"
+            ).fetchone() == (1,), what="the waiting claim to connect")
+        server.stop("fast")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        server.start()
+    assert proc.returncode == 69, err
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("pgq: error: ")
+    assert "Traceback" not in err

@@ -168,3 +168,20 @@ def test_public_has_nothing(roles: dict[str, str], db_dsn: str, q: Queue) -> Non
             assert result.exit_code == 77, result.stderr
         finally:
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(outsider)))
+
+
+def test_grants_run_twice_and_take_back_what_a_role_should_not_have(
+    roles: dict[str, str], db_dsn: str, q: Queue
+) -> None:
+    """Re-running the script (say after an upgrade) is safe and resets each role."""
+    producer_group = conninfo.conninfo_to_dict(roles["producer"])["user"].removesuffix("_login")
+    prefix = producer_group.removesuffix("_producer")
+    with psycopg.connect(db_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("GRANT DELETE ON pgq.messages TO {}").format(
+            sql.Identifier(producer_group)))
+        admin.execute(grants.grant_sql("pgq", prefix).encode())
+        admin.execute(grants.grant_sql("pgq", prefix).encode())
+    (msg_id,) = q.send_many(["{}"])
+    result = Cli(roles["producer"])("ack", str(msg_id))
+    assert result.exit_code == 77, result.stderr
+    assert Cli(roles["producer"])("send", "{}").exit_code == 0

@@ -121,12 +121,14 @@ def connect(
     dsn = start_embedded(target.embedded_dir) if target.embedded_dir else target.dsn
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s)
-    except psycopg.ProgrammingError as exc:
-        # An unparsable DSN: psycopg's message may quote the DSN, password and all.
+    except psycopg.ProgrammingError:
+        # An unparsable DSN: psycopg's message may quote the DSN, password and all, and an
+        # unparsable DSN yields no password to mask: `from None` keeps that message out of
+        # the --debug traceback too.
         raise ConfigError(
             "the DSN is not valid (not shown: it may hold a password)",
             hint="use a URI postgresql://user@host/db or key=value pairs",
-        ) from exc
+        ) from None
     except psycopg.OperationalError as exc:
         error = translate(exc)
         if isinstance(error, ConnectFailed):

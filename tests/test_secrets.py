@@ -184,3 +184,23 @@ def test_help_never_shows_the_password(shared_role: str) -> None:
             result = Cli("")(*args, env=env)
             assert result.exit_code == 0
             _assert_hidden(result, PASSWORD)
+
+
+@pytest.mark.parametrize("dsn", [
+    "postgresql://u:{pw}@127.0.0.1:notaport/db",
+    "postgresql://u:{pw}%ZZ@127.0.0.1/db",
+    "postgresql://u:{pw}@[::1/db",
+    "postgresql://u:{pw}@127.0.0.1/db?bogus=1",
+    "postgresql://u:{pw}@127.0.0.1/db?sslmode={pw}",
+    "host=127.0.0.1 password='{pw}",
+    "host=127.0.0.1 password={pw} bogus=1",
+    "host=127.0.0.1 password={pw} port={pw}",
+])
+@pytest.mark.parametrize("source", SOURCES)
+def test_malformed_dsns_never_echo_the_password(dsn: str, source: str) -> None:
+    """libpq and psycopg quote the DSN or its values in their errors: all masked."""
+    password = f"Pw{secrets.token_hex(6)}"
+    result = _run(dsn.format(pw=password), source, "stats", debug=True)
+    assert result.exit_code == 78, result.stderr
+    assert result.stdout == ""
+    assert password not in result.stderr

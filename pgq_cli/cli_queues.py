@@ -39,8 +39,17 @@ QUEUES_HEADERS = (
 )
 
 
+def _cell(value: object) -> object:
+    """Plain and table cells: blank for unset, yes/no for flags (as in `pgq stats`)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
+
+
 def _show(obj: dict[str, object], headers: tuple[str, ...], fmt: Format) -> None:
-    row = {k: ("" if v is None else v) for k, v in obj.items()}
+    row = {k: _cell(v) for k, v in obj.items()}
     render.records([obj] if fmt is Format.json else [row], headers, fmt)
 
 
@@ -149,5 +158,5 @@ def queues(
     with session("queues", dsn, schema) as q:
         found = [info.to_json() for info in core_settings.list_queues(q)]
     if fmt is not Format.json:
-        found = [{k: ("" if v is None else v) for k, v in r.items()} for r in found]
+        found = [{k: _cell(v) for k, v in r.items()} for r in found]
     render.records(found, QUEUES_HEADERS, fmt, title="pgq queues")

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from . import cli_bench  # noqa: F401  registers pgq bench
 from . import cli_demo  # noqa: F401  registers pgq demo
 from . import cli_queues  # noqa: F401  registers pgq queue config, pause, resume, queues
 from . import migrate as migrator

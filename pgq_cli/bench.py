@@ -257,13 +257,24 @@ class PgqDesign(Design):
 
     name = "pgq"
 
+    def __init__(self, schema: str) -> None:
+        super().__init__(schema)
+        # One Queue per connection, as an application keeps it.
+        self._queues: dict[int, Queue] = {}
+
+    def _queue(self, conn: psycopg.Connection[Any]) -> Queue:
+        found = self._queues.get(id(conn))
+        if found is None or found.conn is not conn:
+            found = self._queues[id(conn)] = Queue(conn, self.schema)
+        return found
+
     def claim(self, conn: psycopg.Connection[Any], queue: str, qty: int) -> list[int]:
-        found = Queue(conn, self.schema).claim(queue=queue, qty=qty, vt=BENCH_VT_S)
+        found = self._queue(conn).claim(queue=queue, qty=qty, vt=BENCH_VT_S)
         return [m.msg_id for m in found]
 
     def ack(self, conn: psycopg.Connection[Any], ids: list[int]) -> int:
         try:
-            Queue(conn, self.schema).ack(ids)
+            self._queue(conn).ack(ids)
         except NothingDone as exc:
             return len(ids) - len(exc.done)
         return 0

@@ -24,8 +24,21 @@ EXIT_CODES_HELP = (
 )
 
 
+# The order `pgq --help` lists commands in: the everyday loop first, then operations.
+# Commands register from several modules, so import order would otherwise decide.
+COMMAND_ORDER = (
+    "demo", "migrate", "send", "claim", "peek", "ack", "requeue", "extend", "stats",
+    "queues", "queue", "pause", "resume", "purge", "watch", "doctor", "bench",
+)
+
+
 class PgqGroup(TyperGroup):
     """Prints parser errors as one line (`pgq: error: …`) instead of a usage box."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
 
     def main(
         self,

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import psycopg
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -75,7 +76,7 @@ def _progress_reporter() -> Iterator[bench.ProgressCallback | None]:
 
 
 def _ms(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.3f}"
+    return "-" if math.isnan(value) else f"{value:.2f}"
 
 
 def _rows(result: bench.BenchResult) -> list[list[Any]]:
@@ -85,7 +86,7 @@ def _rows(result: bench.BenchResult) -> list[list[Any]]:
         rows.append(
             [
                 level.design,
-                f"{level.backlog:,} {level.backlog_kind}",
+                f"{level.backlog:,}" + (" delayed" if level.backlog_kind == "delayed" else ""),
                 _ms(lat.p50),
                 _ms(lat.p95),
                 _ms(lat.p99),
@@ -103,15 +104,15 @@ def _rows(result: bench.BenchResult) -> list[list[Any]]:
 HEADERS = (
     "design",
     "backlog",
-    "p50 ms",
-    "p95 ms",
-    "p99 ms",
-    "max ms",
-    "p99/zero",
-    "claim+ack msg/s",
+    "p50",
+    "p95",
+    "p99",
+    "max",
+    "p99 vs 0",
+    "msg/s",
     "claims",
-    "over-claims",
-    "dup leases",
+    "over",
+    "dup",
 )
 
 
@@ -121,18 +122,26 @@ def _render(result: bench.BenchResult, json_out: bool) -> None:
         return
     config = result.config
     title = (
-        f"pgq bench on PostgreSQL {result.server_version}: qty {config.qty}, "
-        f"{config.consumers} consumers, {config.samples} samples"
+        f"pgq bench on PostgreSQL {result.server_version}: claim latency in ms (client "
+        f"round trip, qty {config.qty}, {config.samples} samples) against messages in flight; "
+        f"claim+ack msg/s with {config.consumers} consumers"
     )
     footer = (
         f"claims {result.claims:,}; over-claims {result.over_claims}; "
         f"duplicate leases {result.duplicate_leases}"
-        "  (* = stopped by --max-seconds before the queue drained)"
+        " (over/dup per level; * = stopped by --max-seconds before the queue drained)"
     )
     if sys.stdout.isatty():
-        table = Table(title=title, title_justify="left", caption=footer, caption_justify="left")
+        table = Table(
+            title=title,
+            title_justify="left",
+            caption=footer,
+            caption_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
         for header in HEADERS:
-            table.add_column(header, justify="left" if header in ("design", "backlog") else "right")
+            left = header in ("design", "backlog")
+            table.add_column(header, justify="left" if left else "right", no_wrap=True)
         for row in _rows(result):
             table.add_row(*(str(v) for v in row))
         Console().print(table)

@@ -68,7 +68,7 @@ def test_bench_keep_leaves_the_scratch_schema_and_plain_output_is_a_table(
     kept = _scratch_schemas(conn)
     assert len(kept) == 1
     assert f"kept scratch schema {kept[0]}" in result.stderr
-    assert "p99 ms" in result.stdout and "over-claims 0" in result.stdout
+    assert "p99 vs 0" in result.stdout and "over-claims 0" in result.stdout
     bench.drop_scratch(conn, kept[0])
 
 

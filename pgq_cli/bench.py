@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import threading
 import time
 import uuid
@@ -28,7 +29,7 @@ from psycopg import sql
 
 from . import bench_sql, queries
 from . import migrate as migrator
-from .errors import NothingDone, translated
+from .errors import NothingDone, PgqError, translated
 from .queue import MAX_PRIORITY, MIN_PRIORITY, Queue
 
 DEFAULT_INFLIGHT = (0, 10_000, 100_000, 1_000_000)
@@ -361,6 +362,18 @@ def sample_latency(
     return timings, log
 
 
+def _open_all(open_conn: OpenConnection, count: int) -> list[psycopg.Connection[Any]]:
+    """`count` connections, or none: those opened before a failure are closed."""
+    conns: list[psycopg.Connection[Any]] = []
+    try:
+        conns.extend(open_conn() for _ in range(count))
+    except BaseException:
+        for opened in conns:
+            opened.close()
+        raise
+    return conns
+
+
 def run_consumers(
     open_conn: OpenConnection,
     design: Design,
@@ -378,7 +391,7 @@ def run_consumers(
     errors: list[BaseException] = []
     acked = [0] * consumers
     drained = [False] * consumers
-    conns = [open_conn() for _ in range(consumers)]
+    conns = _open_all(open_conn, consumers)
     start_line = threading.Barrier(consumers + 1)
     deadline = [0.0]
 
@@ -540,6 +553,32 @@ def _measure_level(
     )
 
 
+def _clean_up(
+    open_conn: OpenConnection,
+    conn: psycopg.Connection[Any],
+    schema: str,
+    *,
+    keep: bool,
+    failing: bool,
+) -> None:
+    """Drop the scratch schema (on a fresh connection if the run's one is broken) and close.
+
+    When the run is already failing, a failed drop is not allowed to hide the first error.
+    """
+    try:
+        if not keep:
+            try:
+                drop_scratch(conn, schema)
+            except (psycopg.Error, PgqError):
+                with open_conn() as fresh:
+                    drop_scratch(fresh, schema)
+    except Exception:
+        if not failing:
+            raise
+    finally:
+        conn.close()
+
+
 def run(
     open_conn: OpenConnection,
     config: BenchConfig,
@@ -605,11 +644,7 @@ def run(
                     design.top_up_ready(conn, largest.queue, config.qty)
                     explain[design.name] = design.explain(conn, largest.queue, config.qty)
     finally:
-        try:
-            if not config.keep:
-                drop_scratch(conn, schema)
-        finally:
-            conn.close()
+        _clean_up(open_conn, conn, schema, keep=config.keep, failing=sys.exc_info()[1] is not None)
     return BenchResult(
         schema=schema,
         kept=config.keep,

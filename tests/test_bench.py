@@ -13,6 +13,7 @@ import psycopg
 from conftest import Cli
 
 from pgq_cli import bench
+from pgq_cli.errors import PgqError
 from pgq_cli.queue import Queue
 
 TINY = ("--inflight", "0,500", "--samples", "20", "--messages", "200", "--consumers", "2",
@@ -111,3 +112,25 @@ def test_bench_counts_an_over_claiming_design(conn: psycopg.Connection[Any], db_
         assert consumer_log.over_claims > 0 and throughput.messages == 10
     finally:
         bench.drop_scratch(conn, schema)
+
+
+def test_a_failing_run_still_drops_its_scratch_schema(
+    conn: psycopg.Connection[Any], db_dsn: str
+) -> None:
+    opened: list[psycopg.Connection[Any]] = []
+
+    def open_conn() -> psycopg.Connection[Any]:
+        if len(opened) == 2:  # the first consumer connection: fail mid-run
+            raise psycopg.OperationalError("the server went away")
+        opened.append(psycopg.connect(db_dsn, autocommit=True))
+        return opened[-1]
+
+    config = bench.BenchConfig(inflight=(0,), samples=3, messages=10)
+    try:
+        bench.run(open_conn, config)
+    except PgqError as exc:
+        assert "went away" in exc.message
+    else:
+        raise AssertionError("the run should have failed")
+    assert _scratch_schemas(conn) == []
+    assert all(c.closed for c in opened)

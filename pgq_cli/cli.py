@@ -235,6 +235,8 @@ def peek(
         core.check_queue(queue)
         if state not in (*core.STATES, "all"):
             raise InvalidInput(f"unknown state {state!r}", hint="use " + " | ".join(core.STATES))
+        if not 1 <= limit <= core.MAX_QTY:
+            raise InvalidInput(f"limit must be 1..{core.MAX_QTY}, not {limit}")
     with session("peek", dsn, schema) as q:
         render.messages(q.peek(queue=queue, limit=limit, state=state), fmt, title=queue)
 

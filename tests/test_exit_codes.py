@@ -137,7 +137,13 @@ def test_bad_input_is_refused_before_any_write(
         ["send", "-p", "0", "{}"],
         ["send", "-q", "bad name", "{}"],
         ["claim", "-n", "0"],
+        ["claim", "--min-priority", "8", "--max-priority", "3"],
+        ["peek", "--limit", "0"],
+        ["peek", "--state", "lost"],
         ["ack", "0"],
+        ["ack", "1", "--lease", "nope"],
+        ["requeue", "1", "--delay", "-1"],
+        ["extend", "1", "--vt", "0"],
     ],
 )
 def test_invalid_input_is_exit_2_even_when_the_database_is_down(args: list[str]) -> None:

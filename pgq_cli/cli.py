@@ -14,6 +14,7 @@ import typer
 
 from . import cli_bench  # noqa: F401  registers pgq bench
 from . import cli_demo  # noqa: F401  registers pgq demo
+from . import cli_ops  # registers pgq purge, watch, doctor; health options of stats
 from . import cli_queues  # noqa: F401  registers pgq queue config, pause, resume, queues
 from . import migrate as migrator
 from . import queue as core
@@ -397,15 +398,23 @@ def stats(
     dsn: DsnOpt = "",
     schema: SchemaOpt = core.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
-    fmt: FormatOpt = Format.auto,
+    fmt: cli_ops.StatsFormatOpt = cli_ops.StatsFormat.auto,
+    textfile_dir: cli_ops.TextfileDirOpt = None,
+    textfile_name: cli_ops.TextfileNameOpt = cli_ops.DEFAULT_TEXTFILE_NAME,
+    fail_if: cli_ops.FailIfOpt = None,
+    estimate: cli_ops.EstimateOpt = False,
 ) -> None:
-    """Messages per queue and priority by state (priority 10 is most urgent, claimed first)."""
-    fmt = render.resolve_format(fmt, json_out)
+    """Messages per queue and priority by state (priority 10 is most urgent, claimed first).
+
+    For cron and alerting: --format prometheus (--textfile-dir for node_exporter) and
+    --fail-if thresholds, which exit 3 when crossed.
+    """
+    plan = cli_ops.stats_plan(fmt, json_out, textfile_dir, textfile_name, fail_if)
     with boundary():
         if queue is not None:
             core.check_queue(queue)
     with session("stats", dsn, schema) as q:
-        render.stats(q.stats(queue=queue), fmt)
+        cli_ops.stats_emit(q, plan, queue=queue, estimate=estimate, schema=schema)
 
 
 def main() -> None:

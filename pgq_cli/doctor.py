@@ -1,0 +1,295 @@
+"""`pgq doctor`: checks of a pgq installation, each finding with a severity and a fix.
+
+Library code: takes a `Queue`, returns a frozen `Report`; never prints, never imports
+Typer or rich. Every check is read-only (EXPLAIN without ANALYZE does not run the claim).
+
+Severities: `ok` (nothing to do), `info`, `warning` (worth a look), `serious` (pgq is
+or will soon be slow or wrong: `pgq doctor` exits 3).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from . import migrate, ops_queries, queries
+from .errors import SchemaMissing, translated
+from .queue import DEFAULT_QUEUE, Queue, check_queue
+
+SEVERITIES = ("ok", "info", "warning", "serious")
+
+# name -> (severity when missing or invalid, what the claim path loses without it)
+EXPECTED_INDEXES = {
+    "messages_pkey": ("serious", "ack, requeue and extend find messages by id through it"),
+    "messages_ready_idx": ("serious", "claim walks it in claim order; without it claim scans"),
+    "messages_due_idx": ("serious", "expired leases and due delayed messages are found by it"),
+    "messages_dead_idx": ("warning", "dead letters are listed and redriven through it"),
+}
+# Dead tuples above this share of the table (and above DEAD_TUPLES_MIN rows) are bloat.
+DEAD_RATIO_WARNING = 0.2
+DEAD_RATIO_SERIOUS = 0.5
+DEAD_TUPLES_MIN = 10_000
+DEFAULT_MAX_XACT_AGE_S = 300.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    severity: str
+    summary: str
+    fix: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "severity": self.severity,
+            "summary": self.summary,
+            "fix": self.fix,
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    findings: tuple[Finding, ...]
+
+    @property
+    def problems(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity != "ok")
+
+    @property
+    def serious(self) -> bool:
+        return any(f.severity == "serious" for f in self.findings)
+
+
+def run(
+    q: Queue, *, queue: str = DEFAULT_QUEUE, max_xact_age_s: float = DEFAULT_MAX_XACT_AGE_S
+) -> Report:
+    """Every check; the claim plan is checked for `queue`."""
+    check_queue(queue)
+    findings = list(check_schema_version(q))
+    if any(f.severity == "serious" and f.check == "schema" for f in findings) and not (
+        _messages_table_exists(q)
+    ):
+        return Report(tuple(findings))
+    for check in (
+        check_indexes(q),
+        check_claim_plan(q, queue),
+        check_table_health(q),
+        check_long_transactions(q, max_xact_age_s),
+        check_expired_leases(q),
+    ):
+        findings.extend(check)
+    return Report(tuple(findings))
+
+
+def _messages_table_exists(q: Queue) -> bool:
+    with translated():
+        row = q.conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f"{q.schema}.messages",)
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def check_schema_version(q: Queue) -> Iterator[Finding]:
+    """Applied migrations against the ones this package ships."""
+    try:
+        status = migrate.status(q.conn, q.schema)
+    except SchemaMissing:
+        status = []
+    pending = [s for s in status if s.applied_at is None]
+    known = max((s.version for s in status), default=0)
+    if status and len(pending) == len(status):
+        yield Finding(
+            "schema",
+            "serious",
+            f"pgq is not installed in schema {q.schema!r}",
+            f"pgq migrate --schema {q.schema}",
+        )
+        return
+    if pending:
+        names = ", ".join(f"{s.version:04d}_{s.name}" for s in pending)
+        yield Finding(
+            "schema",
+            "serious",
+            f"{len(pending)} migration(s) not applied: {names}",
+            f"pgq migrate --schema {q.schema}",
+        )
+        return
+    newer = _applied_versions(q) - {s.version for s in status}
+    if newer:
+        yield Finding(
+            "schema",
+            "warning",
+            f"the database has migration(s) {sorted(newer)} this pgq ({known:04d}) does not know",
+            "upgrade pgq-cli to the version that applied them",
+        )
+        return
+    yield Finding("schema", "ok", f"schema {q.schema!r} is at version {known:04d}, as packaged")
+
+
+def _applied_versions(q: Queue) -> set[int]:
+    statement = sql.SQL(ops_queries.APPLIED_VERSIONS).format(
+        migrations=sql.Identifier(q.schema, "pgq_migrations")
+    )
+    with translated():
+        rows = q.conn.execute(statement).fetchall()
+    return {int(r[0]) for r in rows}
+
+
+def check_indexes(q: Queue) -> Iterator[Finding]:
+    """The claim path's indexes exist and are valid (not left over from a failed build)."""
+    with translated(), q.conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(ops_queries.INDEXES, {"table": f"{q.schema}.messages"}).fetchall()
+    found = {r["name"]: r for r in rows}
+    bad = False
+    for name, (severity, why) in EXPECTED_INDEXES.items():
+        row = found.get(name)
+        if row is None:
+            bad = True
+            yield Finding(
+                "indexes",
+                severity,
+                f"index {q.schema}.{name} is missing: {why}",
+                f"recreate it: pgq migrate --sql | grep -A3 'INDEX {name}' shows its "
+                "definition; run it as CREATE INDEX CONCURRENTLY",
+            )
+        elif not (row["valid"] and row["ready"]):
+            bad = True
+            yield Finding(
+                "indexes",
+                severity,
+                f"index {q.schema}.{name} is invalid (a failed CREATE INDEX CONCURRENTLY?): "
+                f"{why}",
+                f"REINDEX INDEX CONCURRENTLY {q.schema}.{name}",
+            )
+    if not bad:
+        yield Finding("indexes", "ok", "the claim path's indexes are present and valid")
+
+
+def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def claim_plan(q: Queue, queue: str = DEFAULT_QUEUE) -> dict[str, Any]:
+    """The planner's plan (EXPLAIN, FORMAT JSON; not executed) for the real claim SQL."""
+    params = {"queue": queue, "qty": 1, "vt": 30.0, "min_priority": 1, "max_priority": 10}
+    with translated():
+        row = q.conn.execute(
+            b"EXPLAIN (FORMAT JSON) " + q._q(queries.CLAIM).as_bytes(q.conn), params
+        ).fetchone()
+    assert row is not None
+    doc = row[0] if not isinstance(row[0], str) else json.loads(row[0])
+    plan: dict[str, Any] = doc[0]["Plan"]
+    return plan
+
+
+def check_claim_plan(q: Queue, queue: str = DEFAULT_QUEUE) -> Iterator[Finding]:
+    """The claim's candidate scan uses messages_ready_idx, not a walk of the table."""
+    plan = claim_plan(q, queue)
+    scans = [
+        n
+        for n in _plan_nodes(plan)
+        if n.get("Relation Name") == "messages" and "Scan" in n.get("Node Type", "")
+    ]
+    used = {n.get("Index Name") for n in scans}
+    if "messages_ready_idx" in used:
+        yield Finding("claim_plan", "ok", "claim uses messages_ready_idx")
+        return
+    how = ", ".join(
+        f"{n['Node Type']}" + (f" on {n['Index Name']}" if n.get("Index Name") else "")
+        for n in scans
+    ) or "no scan of messages"
+    yield Finding(
+        "claim_plan",
+        "serious",
+        f"claim does not use messages_ready_idx ({how}): its cost grows with the table",
+        f"check the indexes above; then ANALYZE {q.schema}.messages",
+    )
+
+
+def check_table_health(q: Queue) -> Iterator[Finding]:
+    """Dead tuples (bloat from claim updates and ack deletes) and when vacuum last ran."""
+    with translated(), q.conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            ops_queries.TABLE_HEALTH, {"table": f"{q.schema}.messages"}
+        ).fetchone()
+    if row is None:
+        return
+    live, dead = int(row["n_live_tup"]), int(row["n_dead_tup"])
+    ratio = dead / (live + dead) if live + dead else 0.0
+    last = row["last_autovacuum"] or row["last_vacuum"]
+    when = f"last vacuumed {last.isoformat(timespec='seconds')}" if last else "never vacuumed"
+    table = f"{q.schema}.messages"
+    if not row["table_autovacuum_on"]:
+        yield Finding(
+            "vacuum",
+            "serious",
+            f"autovacuum is disabled for {table}: every claim and ack leaves a dead tuple "
+            "that nothing removes",
+            f"ALTER TABLE {table} RESET (autovacuum_enabled)",
+        )
+    elif not row["server_autovacuum_on"]:
+        # Some sites vacuum from cron instead; the bloat check below says whether it works.
+        yield Finding(
+            "vacuum",
+            "warning",
+            f"autovacuum is off on this server: {table} is cleaned only by manual VACUUM",
+            "set autovacuum = on (postgresql.conf), or VACUUM the table from cron",
+        )
+    else:
+        yield Finding("vacuum", "ok", f"autovacuum is on for {table}")
+    if dead >= DEAD_TUPLES_MIN and ratio >= DEAD_RATIO_WARNING:
+        severity = "serious" if ratio >= DEAD_RATIO_SERIOUS else "warning"
+        yield Finding(
+            "bloat",
+            severity,
+            f"{dead} dead tuples, {ratio:.0%} of {table} ({when})",
+            f"VACUUM (VERBOSE) {table}; if it removes little, look for long transactions",
+        )
+    else:
+        yield Finding("bloat", "ok", f"{dead} dead tuples ({ratio:.0%}), {when}")
+
+
+def check_long_transactions(q: Queue, max_age_s: float) -> Iterator[Finding]:
+    """Sessions that hold back the xmin horizon, so vacuum cannot clean up acked rows."""
+    with translated(), q.conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(ops_queries.LONG_TRANSACTIONS, {"max_age_s": max_age_s}).fetchall()
+    for r in rows:
+        who = f"pid {r['pid']} ({r['usename']}, {r['application_name'] or 'no name'})"
+        yield Finding(
+            "xmin_horizon",
+            "serious",
+            f"{who} has been {r['state']} in a transaction for {float(r['xact_age_s']):.0f}s, "
+            f"holding back vacuum by {r['xid_age']} transactions",
+            f"end it (SELECT pg_terminate_backend({r['pid']})) and fix the client; set "
+            "idle_in_transaction_session_timeout",
+        )
+    if not rows:
+        yield Finding(
+            "xmin_horizon", "ok", f"no transaction older than {max_age_s:g}s holds back vacuum"
+        )
+
+
+def check_expired_leases(q: Queue) -> Iterator[Finding]:
+    """Leases that ran out: their consumer died or is too slow; claims will hand them out."""
+    with translated(), q.conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(q._q(ops_queries.EXPIRED_LEASES)).fetchone()
+    expired = int(row["expired"]) if row else 0
+    if expired:
+        assert row is not None
+        yield Finding(
+            "expired_leases",
+            "warning",
+            f"{expired} lease(s) ran out, the oldest {float(row['oldest_s']):.0f}s ago: "
+            "consumers died or are slower than their --vt",
+            "pgq requeue --expired returns them now; raise --vt or use pgq extend for long work",
+        )
+    else:
+        yield Finding("expired_leases", "ok", "no expired leases waiting")

@@ -1,0 +1,254 @@
+"""Every SQL statement of the operations commands (purge, stats --estimate, doctor, watch).
+
+Kept apart from `queries.py` (the hot path: send, claim, ack) so that the statements an
+operator runs now and then do not crowd the ones every consumer runs. The same rules
+hold: `{messages}` and `{queues}` stand for the schema-qualified tables, filled in with
+`psycopg.sql.Identifier` by `Queue._q`; queue names and numbers are bound parameters.
+"""
+
+from typing import LiteralString
+
+from .queries import EFFECTIVE_STATE
+
+# ----------------------------------------------------------------------------- purge
+
+# Which rows a purge selects. State is the effective state (as `peek` and `stats` show
+# it: a leased row past its vt is 'expired', a due delayed row is 'ready'). Age counts
+# from when the message was sent, except for dead letters, where it counts from when they
+# died (vt of a dead row), as in `requeue --dead --older-than`.
+_PURGE_FILTER: LiteralString = (
+    """
+    queue = %(queue)s
+    AND (%(states)s::text[] IS NULL OR """
+    + EFFECTIVE_STATE
+    + """ = ANY(%(states)s::text[]))
+    AND (%(older_than)s::float8 IS NULL
+         OR CASE WHEN state = 'dead' THEN vt ELSE enqueued_at END
+            <= now() - make_interval(secs => %(older_than)s::float8))
+"""
+)
+
+# One batch: at most %(batch)s rows, in msg_id order after the last batch's highest id
+# (keyset, so each batch starts where the previous stopped instead of walking past the
+# dead tuples of earlier batches). SKIP LOCKED: a row a claimer holds at this instant is
+# changing state; the purge leaves it rather than waiting (or deadlocking) on it.
+# Each batch is its own autocommit statement, so locks live for one batch only.
+PURGE_BATCH: LiteralString = (
+    """
+WITH doomed AS (
+    SELECT msg_id
+    FROM {messages}
+    WHERE msg_id > %(after)s
+      AND """
+    + _PURGE_FILTER
+    + """
+    ORDER BY msg_id
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {messages} AS m
+USING doomed
+WHERE m.msg_id = doomed.msg_id
+RETURNING m.msg_id
+"""
+)
+
+# --dry-run: how many rows the purge would delete now. Read-only, takes no row locks.
+PURGE_COUNT: LiteralString = (
+    """
+SELECT count(*)
+FROM {messages}
+WHERE """
+    + _PURGE_FILTER
+)
+
+# ----------------------------------------------------------------------------- stats --estimate
+
+# The table's size in pages, to choose a sampling rate. Exact and instant (file size).
+TABLE_PAGES: LiteralString = """
+SELECT pg_relation_size(%(table)s::regclass) / current_setting('block_size')::int
+"""
+
+# Everything that is not stored as 'ready', exactly, through the small partial indexes
+# (messages_due_idx, messages_dead_idx): in-flight, delayed and dead rows are few next to
+# the ready backlog, and the alert-worthy numbers (expired leases, dead letters) are here.
+ESTIMATE_NOT_READY: LiteralString = (
+    """
+SELECT queue,
+       priority,
+       count(*) FILTER (WHERE s = 'ready') AS ready,
+       count(*) FILTER (WHERE s = 'leased') AS leased,
+       count(*) FILTER (WHERE s = 'expired') AS expired,
+       count(*) FILTER (WHERE s = 'delayed') AS delayed,
+       count(*) FILTER (WHERE s = 'dead') AS dead,
+       extract(epoch FROM now() - min(enqueued_at) FILTER (WHERE s = 'ready'))
+           AS oldest_ready_age_s,
+       coalesce(max(read_ct), 0) AS max_read_ct
+FROM (
+    SELECT queue, priority, read_ct, enqueued_at, """
+    + EFFECTIVE_STATE
+    + """ AS s
+    FROM {messages}
+    WHERE state IN ('leased', 'delayed')
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+    UNION ALL
+    SELECT queue, priority, read_ct, enqueued_at, 'dead'
+    FROM {messages}
+    WHERE state = 'dead'
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+) AS m
+GROUP BY queue, priority
+"""
+)
+
+# Ready rows per (queue, priority), without reading them all:
+# - the groups come from a loose index scan of messages_ready_idx (one probe per group);
+# - each group is counted exactly up to %(cap)s index entries (cheap), so small numbers,
+#   the ones alerts care about, are exact; `capped` says the group has more than that;
+# - the head of each group's line (lowest msg_id, the next one claim takes) gives the
+#   oldest ready age and one read_ct, by one index probe.
+ESTIMATE_READY_HEADS: LiteralString = """
+WITH RECURSIVE grp AS (
+    (SELECT queue, priority
+     FROM {messages}
+     WHERE state = 'ready'
+       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+     ORDER BY queue, priority DESC
+     LIMIT 1)
+    UNION ALL
+    SELECT nxt.queue, nxt.priority
+    FROM grp,
+    LATERAL (
+        SELECT m.queue, m.priority
+        FROM {messages} AS m
+        WHERE m.state = 'ready'
+          AND (%(queue)s::text IS NULL OR m.queue = %(queue)s)
+          AND (m.queue > grp.queue OR (m.queue = grp.queue AND m.priority < grp.priority))
+        ORDER BY m.queue, m.priority DESC
+        LIMIT 1
+    ) AS nxt
+)
+SELECT grp.queue,
+       grp.priority,
+       (SELECT count(*)
+        FROM (SELECT 1
+              FROM {messages} AS c
+              WHERE c.state = 'ready'
+                AND c.queue = grp.queue
+                AND c.priority = grp.priority
+              LIMIT %(cap)s + 1) AS upto) AS counted,
+       head.age_s,
+       head.read_ct
+FROM grp,
+LATERAL (
+    SELECT extract(epoch FROM now() - h.enqueued_at) AS age_s, h.read_ct
+    FROM {messages} AS h
+    WHERE h.state = 'ready'
+      AND h.queue = grp.queue
+      AND h.priority = grp.priority
+    ORDER BY h.msg_id
+    LIMIT 1
+) AS head
+"""
+
+# For groups over the cap: a block sample of the table (TABLESAMPLE SYSTEM reads about
+# %(percent)s percent of its pages), scaled up by the caller. Also the sample's highest
+# read_ct among ready rows (a lower bound of the true maximum).
+ESTIMATE_READY_SAMPLE: LiteralString = """
+SELECT queue, priority, count(*) AS sampled, coalesce(max(read_ct), 0) AS max_read_ct
+FROM {messages} TABLESAMPLE SYSTEM (%(percent)s) REPEATABLE (%(seed)s)
+WHERE state = 'ready'
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+GROUP BY queue, priority
+"""
+
+# Pause flags for the estimate (the exact STATS reads them per group itself).
+QUEUE_PAUSES: LiteralString = """
+SELECT queue, paused, paused_below_priority
+FROM {queues}
+"""
+
+# ----------------------------------------------------------------------------- watch
+
+# Cumulative row counters of the messages table since the statistics were last reset:
+# inserts are sends, updates are mostly claims (also requeues, extends, expired leases
+# returned), deletes are acks (and purges). Watch shows their rate between frames.
+TABLE_COUNTERS: LiteralString = """
+SELECT n_tup_ins, n_tup_upd, n_tup_del
+FROM pg_stat_user_tables
+WHERE relid = %(table)s::regclass
+"""
+
+# Rows in the table by the planner's statistics (no scan): decides whether watch counts
+# exactly or estimates.
+TABLE_ROWS_ESTIMATE: LiteralString = """
+SELECT greatest(reltuples, 0)::bigint
+FROM pg_class
+WHERE oid = %(table)s::regclass
+"""
+
+# ----------------------------------------------------------------------------- doctor
+
+# Every migration the database has applied (`{migrations}`: the migrator's version table),
+# to spot one that this package does not know (the database is newer than pgq).
+APPLIED_VERSIONS: LiteralString = """
+SELECT version
+FROM {migrations}
+"""
+
+# The indexes the claim path depends on, whether they exist and are usable. An index
+# left behind by a failed CREATE INDEX CONCURRENTLY exists but is not valid: the planner
+# ignores it while every write still maintains it.
+INDEXES: LiteralString = """
+SELECT c.relname AS name, i.indisvalid AS valid, i.indisready AS ready
+FROM pg_index AS i
+JOIN pg_class AS c ON c.oid = i.indexrelid
+WHERE i.indrelid = %(table)s::regclass
+"""
+
+# Dead tuples and vacuum history of the messages table (the statistics system's view;
+# it lags real time by up to a second or so).
+TABLE_HEALTH: LiteralString = """
+SELECT n_live_tup,
+       n_dead_tup,
+       last_vacuum,
+       last_autovacuum,
+       extract(epoch FROM now() - greatest(last_vacuum, last_autovacuum)) AS vacuumed_s_ago,
+       coalesce(
+           (SELECT option_value::boolean
+            FROM pg_options_to_table(
+                (SELECT reloptions FROM pg_class WHERE oid = %(table)s::regclass))
+            WHERE option_name = 'autovacuum_enabled'),
+           true
+       ) AS table_autovacuum_on,
+       current_setting('autovacuum')::boolean AS server_autovacuum_on
+FROM pg_stat_user_tables
+WHERE relid = %(table)s::regclass
+"""
+
+# Sessions whose snapshot or transaction id holds back the xmin horizon of this database
+# for longer than %(max_age_s)s seconds: VACUUM cannot remove any row deleted after they
+# began, so an acked message's tuple stays behind and the table bloats.
+LONG_TRANSACTIONS: LiteralString = """
+SELECT pid,
+       usename,
+       application_name,
+       state,
+       extract(epoch FROM now() - xact_start) AS xact_age_s,
+       greatest(age(backend_xmin), age(backend_xid)) AS xid_age
+FROM pg_stat_activity
+WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
+  AND pid <> pg_backend_pid()
+  AND (datname = current_database() OR datname IS NULL)
+  AND xact_start <= now() - make_interval(secs => %(max_age_s)s)
+ORDER BY xact_start
+"""
+
+# Leases that ran out and have not been returned yet (a range probe of messages_due_idx).
+EXPIRED_LEASES: LiteralString = """
+SELECT count(*) AS expired,
+       extract(epoch FROM now() - min(vt)) AS oldest_s
+FROM {messages}
+WHERE state = 'leased'
+  AND vt <= now()
+"""

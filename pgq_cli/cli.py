@@ -12,13 +12,16 @@ from typing import Annotated
 
 import typer
 
-from . import cli_bench  # noqa: F401  registers pgq bench
-from . import cli_demo  # noqa: F401  registers pgq demo
-from . import cli_ops  # registers pgq purge, watch, doctor; health options of stats
-from . import cli_queues  # noqa: F401  registers pgq queue config, pause, resume, queues
+from . import (
+    cli_bench,  # noqa: F401  registers pgq bench
+    cli_demo,  # noqa: F401  registers pgq demo
+    cli_ops,  # registers pgq purge, watch, doctor; health options of stats
+    cli_queues,  # noqa: F401  registers pgq queue config, pause, resume, queues
+    render,
+    waiting,
+)
 from . import migrate as migrator
 from . import queue as core
-from . import render, waiting
 from .app import app
 from .durations import parse_duration
 from .errors import EmptyClaim, InvalidInput, NothingDone
@@ -43,7 +46,9 @@ MIGRATE_LOCK_TIMEOUT_MS = 3_000
 
 @app.command()
 def migrate(
-    list_: Annotated[bool, typer.Option("--list", help="Show applied and pending migrations.")] = False,
+    list_: Annotated[
+        bool, typer.Option("--list", help="Show applied and pending migrations.")
+    ] = False,
     print_sql: Annotated[
         bool, typer.Option("--sql", help="Print the pending SQL without connecting.")
     ] = False,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from rich.console import Console
@@ -22,7 +22,7 @@ from .migrate import MigrationStatus
 from .queue import MAX_PRIORITY, Message, QueueStats
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     auto = "auto"
     plain = "plain"
     table = "table"

@@ -116,7 +116,8 @@ def template_db(pg_server: PgServer) -> Iterator[str]:
         migrate.migrate(conn, "pgq")
     yield name
     with _admin(pg_server) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        admin.execute(drop.format(sql.Identifier(name)))
 
 
 def _fresh_database(pg_server: PgServer, template: str | None) -> Iterator[str]:

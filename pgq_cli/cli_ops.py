@@ -190,15 +190,14 @@ def purge(
     """
     with boundary():
         check_queue(queue)
-        states = purge_core.check_states(state or [])
         age = parse_duration(older_than, "--older-than") if older_than is not None else None
         runtime = (
             parse_duration(max_runtime, "--max-runtime") if max_runtime is not None else None
         )
         if runtime is not None and runtime <= 0:
             raise InvalidInput("--max-runtime must be more than 0")
-        purge_core.check_filters(states, age, everything)
-        purge_core.check_batch(batch)
+        # The library's own checks, before connecting: exit 2 even with the database down.
+        states = purge_core.check_request(queue, state or [], age, everything, batch, runtime)
     with session("purge", dsn, schema, statement_timeout_ms=statement_timeout) as q:
         result = purge_core.purge(
             q,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ops_queries
+from .durations import MAX_SECONDS
 from .errors import InvalidInput, translated
 from .queue import STATES, Queue, check_queue, check_seconds
 
@@ -92,6 +93,37 @@ def check_filters(
         )
 
 
+def check_older_than(seconds: float) -> float:
+    """An age filter: finite, >= 0, and up to what `durations.parse_duration` accepts
+    (ten years: retention of dead letters for more than a year is an ordinary request)."""
+    if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
+        raise InvalidInput("--older-than must be a finite number of seconds >= 0")
+    if seconds > MAX_SECONDS:
+        raise InvalidInput("--older-than must be at most ten years")
+    return float(seconds)
+
+
+def check_request(
+    queue: str,
+    states: Sequence[str],
+    older_than: float | None,
+    everything: bool,
+    batch: int,
+    max_runtime: float | None,
+) -> tuple[str, ...] | None:
+    """Every check `purge` makes before touching the database; the CLI runs it before
+    connecting, so what it accepts is exactly what `purge` accepts. Returns the states."""
+    check_queue(queue)
+    wanted = check_states(states)
+    if older_than is not None:
+        check_older_than(older_than)
+    check_filters(wanted, older_than, everything)
+    check_batch(batch)
+    if max_runtime is not None:
+        check_seconds(max_runtime, "--max-runtime", allow_zero=False)
+    return wanted
+
+
 def purge(
     q: Queue,
     queue: str,
@@ -111,14 +143,7 @@ def purge(
     With `dry_run`, counts what would be deleted (one read-only statement) and deletes
     nothing.
     """
-    check_queue(queue)
-    wanted = check_states(states)
-    if older_than is not None:
-        check_seconds(older_than, "older-than")
-    check_filters(wanted, older_than, everything)
-    check_batch(batch)
-    if max_runtime is not None:
-        check_seconds(max_runtime, "max-runtime", allow_zero=False)
+    wanted = check_request(queue, states, older_than, everything, batch, max_runtime)
     params: dict[str, Any] = {
         "queue": queue,
         "states": list(wanted) if wanted is not None else None,

@@ -79,7 +79,9 @@ EstimateOpt = Annotated[
         "--estimate",
         help="Do not read the ready backlog: ready counts above "
         f"{health.EXACT_READY_CAP:,} per priority are sampled estimates; other states, "
-        "oldest age and expired leases stay exact. For very large tables.",
+        "oldest age and expired leases stay exact. For very large tables. Says which "
+        "numbers are estimates: pgq_stats_estimated 1 (prometheus), \"estimated\": true "
+        "on those rows (--json).",
     ),
 ]
 
@@ -129,7 +131,14 @@ def stats_emit(
     """
     snapshot = health.collect(q, queue=queue, estimate=estimate)
     crossed = health.breaches(snapshot.stats, plan.thresholds)
-    if plan.fmt is not None:
+    if plan.fmt is Format.json and estimate:
+        # Each row says whether its ready count is a sampled estimate.
+        rows = [
+            {**r.to_json(), "estimated": (r.queue, r.priority) in snapshot.sampled}
+            for r in snapshot.stats.rows
+        ]
+        render.records(rows, (), Format.json)
+    elif plan.fmt is not None:
         render.stats(snapshot.stats, plan.fmt)
     else:
         text = prometheus.render(snapshot, schema=schema, breached=crossed)

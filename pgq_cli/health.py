@@ -9,9 +9,14 @@ and its cost grows with the table (see bench/stats_10m.py for the measured numbe
 - leased, expired, delayed and dead rows are counted exactly through their partial
   indexes (they are few next to the backlog, and they are what alerts watch);
 - ready rows are counted exactly up to `EXACT_READY_CAP` per queue and priority, and
-  above that estimated from a block sample of about `SAMPLE_PAGES` pages;
+  above that estimated from a block sample of about `SAMPLE_PAGES` pages (the whole
+  table when it is smaller than that: then the "estimate" is the count);
 - the oldest ready age is exact: the age of the head of each priority's line;
-- max read_ct is exact for non-ready rows and a lower bound for ready ones.
+- max read_ct is exact, except in a group over the cap, where it is the highest of the
+  rows counted and sampled (a lower bound).
+A group under the cap is therefore exact in every number. `Snapshot.sampled` names the
+groups whose ready count is an estimate, and `Snapshot.estimated` says whether there is
+any (with `estimate=True` on a small table, nothing is estimated and it is False).
 
 Thresholds. `--fail-if 'METRIC OP NUMBER'`, e.g. `oldest_ready_age>300`,
 `leased_expired>0`, `ready>=1e6`. Metrics are summed (counts) or maxed (ages, read_ct)
@@ -45,9 +50,12 @@ class Snapshot:
     """What one collection saw."""
 
     stats: QueueStats
+    # Some ready count is a sampled estimate (then `sampled` names those groups).
     estimated: bool
     collected_at: float  # unix time
     duration_s: float
+    # (queue, priority) of the groups whose ready count was estimated from a sample.
+    sampled: frozenset[tuple[str, int]] = frozenset()
 
 
 def collect(q: Queue, *, queue: str | None = None, estimate: bool = False) -> Snapshot:
@@ -55,8 +63,11 @@ def collect(q: Queue, *, queue: str | None = None, estimate: bool = False) -> Sn
     if queue is not None:
         check_queue(queue)
     started = time.monotonic()
-    stats = estimate_stats(q, queue=queue) if estimate else q.stats(queue=queue)
-    return Snapshot(stats, estimate, time.time(), time.monotonic() - started)
+    if estimate:
+        stats, sampled = _estimate(q, queue)
+    else:
+        stats, sampled = q.stats(queue=queue), frozenset()
+    return Snapshot(stats, bool(sampled), time.time(), time.monotonic() - started, sampled)
 
 
 def _pause_lookup(q: Queue) -> Callable[[str, int], bool]:
@@ -73,6 +84,13 @@ def _pause_lookup(q: Queue) -> Callable[[str, int], bool]:
 
 def estimate_stats(q: Queue, *, queue: str | None = None) -> QueueStats:
     """`Queue.stats()` without reading the ready backlog (see the module docstring)."""
+    if queue is not None:
+        check_queue(queue)
+    return _estimate(q, queue)[0]
+
+
+def _estimate(q: Queue, queue: str | None) -> tuple[QueueStats, frozenset[tuple[str, int]]]:
+    """The estimated stats and the groups whose ready count was sampled."""
     params: dict[str, Any] = {
         "queue": queue,
         "cap": EXACT_READY_CAP,
@@ -102,9 +120,10 @@ def estimate_stats(q: Queue, *, queue: str | None = None) -> QueueStats:
             g = group(key)
             g["ready"] += int(r["counted"])
             g["ages"].append(float(r["age_s"]))
-            g["max_read_ct"] = max(g["max_read_ct"], int(r["read_ct"]))
+            g["max_read_ct"] = max(g["max_read_ct"], int(r["max_read_ct"]))
             if int(r["counted"]) > EXACT_READY_CAP:
                 capped.append(key)
+                g["stored_ready"] = int(r["counted"])
         if capped:
             row = cur.execute(q._q(ops_queries.TABLE_PAGES), params).fetchone()
             pages = max(int(next(iter(row.values()))) if row else 1, 1)
@@ -118,11 +137,12 @@ def estimate_stats(q: Queue, *, queue: str | None = None) -> QueueStats:
             for key in capped:
                 g = groups[key]
                 hit = sampled.get(key)
-                # The exact part already counted cap+1 rows (and any due delayed ones).
-                counted_exactly = g["ready"]
                 if hit is not None:
+                    # The sample covers rows stored as ready; delayed rows that came due
+                    # (counted exactly, in g["ready"] too) are added on top of it.
+                    due = g["ready"] - g["stored_ready"]
                     scaled = round(int(hit["sampled"]) * 100.0 / percent)
-                    g["ready"] = max(counted_exactly, scaled)
+                    g["ready"] = max(g["stored_ready"], scaled) + due
                     g["max_read_ct"] = max(g["max_read_ct"], int(hit["max_read_ct"]))
     paused = _pause_lookup(q)
     rows = [
@@ -141,7 +161,7 @@ def estimate_stats(q: Queue, *, queue: str | None = None) -> QueueStats:
         for key, g in groups.items()
     ]
     rows.sort(key=lambda r: (r.queue, -r.priority))
-    return QueueStats(tuple(rows))
+    return QueueStats(tuple(rows)), frozenset(capped)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -243,7 +263,9 @@ def parse_threshold(text: str) -> Threshold:
         value = parse_duration(raw, "--fail-if age")
     if value != value or value in (float("inf"), float("-inf")):
         raise InvalidInput(f"--fail-if {text[:60]!r} needs a finite number")
-    return Threshold(metric, op, value, text.strip())
+    # Whitespace as typed is kept, but runs of it (newlines too) become one space: the
+    # expression is shown on one stderr line and is a Prometheus label value.
+    return Threshold(metric, op, value, " ".join(text.split()))
 
 
 def parse_thresholds(texts: Iterable[str]) -> list[Threshold]:

@@ -103,10 +103,11 @@ GROUP BY queue, priority
 
 # Ready rows per (queue, priority), without reading them all:
 # - the groups come from a loose index scan of messages_ready_idx (one probe per group);
-# - each group is counted exactly up to %(cap)s index entries (cheap), so small numbers,
-#   the ones alerts care about, are exact; `capped` says the group has more than that;
+# - each group is counted exactly up to %(cap)s rows (cheap), with their highest read_ct,
+#   so small numbers, the ones alerts care about, are exact; more than %(cap)s says the
+#   group is over the cap;
 # - the head of each group's line (lowest msg_id, the next one claim takes) gives the
-#   oldest ready age and one read_ct, by one index probe.
+#   oldest ready age, by one index probe.
 ESTIMATE_READY_HEADS: LiteralString = """
 WITH RECURSIVE grp AS (
     (SELECT queue, priority
@@ -130,18 +131,21 @@ WITH RECURSIVE grp AS (
 )
 SELECT grp.queue,
        grp.priority,
-       (SELECT count(*)
-        FROM (SELECT 1
-              FROM {messages} AS c
-              WHERE c.state = 'ready'
-                AND c.queue = grp.queue
-                AND c.priority = grp.priority
-              LIMIT %(cap)s + 1) AS upto) AS counted,
-       head.age_s,
-       head.read_ct
+       upto.counted,
+       upto.max_read_ct,
+       head.age_s
 FROM grp,
 LATERAL (
-    SELECT extract(epoch FROM now() - h.enqueued_at) AS age_s, h.read_ct
+    SELECT count(*) AS counted, coalesce(max(c.read_ct), 0) AS max_read_ct
+    FROM (SELECT read_ct
+          FROM {messages}
+          WHERE state = 'ready'
+            AND queue = grp.queue
+            AND priority = grp.priority
+          LIMIT %(cap)s + 1) AS c
+) AS upto,
+LATERAL (
+    SELECT extract(epoch FROM now() - h.enqueued_at) AS age_s
     FROM {messages} AS h
     WHERE h.state = 'ready'
       AND h.queue = grp.queue

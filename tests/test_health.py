@@ -1,0 +1,347 @@
+"""`pgq stats --fail-if` thresholds and `--estimate` collection (pgq_cli/health.py).
+
+The small dataset is the one of test_prometheus (two queues, every state, known ages and
+delivery counts). Its metrics: ready 5, leased 2, leased_expired 1, delayed 1, dead 1,
+total 10, oldest_ready_age 100 s (+ the seconds the test takes), max_read_ct 5.
+
+Estimation is tested on 30,000+ rows written set-based with generate_series.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import Cli
+from test_prometheus import (
+    AGE_SLACK,
+    assert_dataset,
+    load_dataset,
+    parse_exposition,
+)
+
+from pgq_cli import health
+from pgq_cli.errors import InvalidInput
+from pgq_cli.queue import PriorityStats, Queue, QueueStats
+
+UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:1/x?connect_timeout=3"
+
+# ----------------------------------------------------------------------------- --fail-if
+
+# (expression, crossed?) against the small dataset: every metric, every operator, each on
+# both sides of the measured value.
+CASES = [
+    ("ready>4", True), ("ready>5", False),
+    ("ready>=5", True), ("ready>=6", False),
+    ("ready<6", True), ("ready<5", False),
+    ("ready<=5", True), ("ready<=4", False),
+    ("ready==5", True), ("ready==4", False),
+    ("ready!=4", True), ("ready!=5", False),
+    ("leased==2", True), ("leased>2", False),  # the expired lease is not "leased"
+    ("leased_expired>0", True), ("leased_expired>1", False),
+    ("expired==1", True), ("expired!=1", False),
+    ("delayed>=1", True), ("delayed>1", False),
+    ("dead>0", True), ("dead<1", False),
+    ("total==10", True), ("total>10", False), ("total>=1e1", True),
+    ("oldest_ready_age>90", True), ("oldest_ready_age>=1m", True),
+    ("oldest_ready_age>5m", False), ("oldest_ready_age<90", False),
+    (f"oldest_ready_age<{100 + AGE_SLACK:g}", True),
+    ("max_read_ct>=5", True), ("max_read_ct>5", False), ("max_read_ct<=4", False),
+    (" ready  >=  5 ", True), ("dead != 0", True),
+]
+
+
+def test_fail_if_every_metric_and_operator(cli: Cli, conn: psycopg.Connection[Any]) -> None:
+    load_dataset(conn)
+    for expression, crossed in CASES:
+        result = cli("stats", "--json", "--fail-if", expression)
+        assert result.exit_code == (3 if crossed else 0), (expression, result.stderr)
+        assert len(result.stdout.splitlines()) == 4, expression  # stats printed either way
+        if crossed:
+            metric = re.match(r"\s*([a-z_]+)", expression).group(1)  # type: ignore[union-attr]
+            (line,) = result.stderr.splitlines()
+            assert line.startswith(f"pgq: alert: {metric} is "), line
+            assert line.endswith(f"[--fail-if '{' '.join(expression.split())}']"), line
+        else:
+            assert result.stderr == "", (expression, result.stderr)
+
+
+def test_fail_if_per_queue(cli: Cli, conn: psycopg.Connection[Any]) -> None:
+    load_dataset(conn)
+    assert cli("stats", "-q", "other", "--fail-if", "ready==2").exit_code == 3
+    assert cli("stats", "-q", "other", "--fail-if", "dead>0").exit_code == 0
+    assert cli("stats", "-q", "jobs", "--fail-if", "ready==3").exit_code == 3
+
+
+def test_several_thresholds_any_crossed_exits_3_and_names_each(
+    cli: Cli, conn: psycopg.Connection[Any]
+) -> None:
+    load_dataset(conn)
+    result = cli(
+        "stats", "--format", "plain",
+        "--fail-if", "ready>100", "--fail-if", "dead>0", "--fail-if", "leased_expired>=1",
+        "--fail-if", "max_read_ct>10",
+    )
+    assert result.exit_code == 3
+    assert result.stderr.splitlines() == [
+        "pgq: alert: dead is 1 (> 0) [--fail-if 'dead>0']",
+        "pgq: alert: leased_expired is 1 (>= 1) [--fail-if 'leased_expired>=1']",
+    ]
+    assert len(result.stdout.splitlines()) == 4  # the stats were printed first
+    assert result.stdout.splitlines()[0].split("\t")[:3] == ["jobs", "9", "3"]
+    quiet = cli("stats", "--fail-if", "ready>100", "--fail-if", "dead>1")
+    assert (quiet.exit_code, quiet.stderr) == (0, "")
+
+
+def test_breached_thresholds_reach_prometheus_before_exit_3(
+    cli: Cli, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    load_dataset(conn)
+    result = cli(
+        "stats", "--textfile-dir", str(tmp_path),
+        "--fail-if", "dead > 0", "--fail-if", "ready>1000",
+    )
+    assert result.exit_code == 3
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == ["pgq: alert: dead is 1 (> 0) [--fail-if 'dead > 0']"]
+    families = parse_exposition((tmp_path / "pgq.prom").read_text())
+    assert_dataset(families)
+    assert families["pgq_threshold_breached"].samples == {
+        (("expression", "dead > 0"), ("schema", "pgq")): 1.0
+    }
+    stdout = cli("stats", "--format", "prometheus", "--fail-if", "total>=10")
+    assert stdout.exit_code == 3
+    assert parse_exposition(stdout.stdout)["pgq_threshold_breached"].value(
+        schema="pgq", expression="total>=10"
+    ) == 1
+
+
+def test_an_expression_spread_over_lines_is_reported_on_one(
+    cli: Cli, conn: psycopg.Connection[Any]
+) -> None:
+    load_dataset(conn)
+    result = cli("stats", "--format", "prometheus", "--fail-if", "dead\n>\n0")
+    assert result.exit_code == 3
+    assert result.stderr.splitlines() == ["pgq: alert: dead is 1 (> 0) [--fail-if 'dead > 0']"]
+    assert parse_exposition(result.stdout)["pgq_threshold_breached"].value(
+        schema="pgq", expression="dead > 0"
+    ) == 1
+
+
+@pytest.mark.parametrize(
+    ("expression", "says"),
+    [
+        ("bogus>1", "unknown metric 'bogus'"),
+        ("ready=>1", "unknown operator '=>'"),
+        ("ready=1", "unknown operator '='"),
+        ("ready<>1", "unknown operator '<>'"),
+        ("ready>abc", "is not a number"),
+        ("ready>5m", "is not a number"),  # durations only for ages
+        ("oldest_ready_age>5x", "is not a duration"),
+        ("ready>inf", "needs a finite number"),
+        ("ready>nan", "needs a finite number"),
+        ("ready", "bad --fail-if expression"),
+        ("", "bad --fail-if expression"),
+        ("ready>1 and dead>0", "bad --fail-if expression"),
+    ],
+)
+def test_bad_thresholds_exit_2_before_connecting(expression: str, says: str) -> None:
+    result = Cli(UNREACHABLE_DSN)("stats", "--fail-if", "ready>0", "--fail-if", expression)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("pgq: error: ") and says in line, line
+
+
+def test_good_thresholds_do_connect() -> None:
+    """The control for the test above: the same DSN with valid thresholds exits 69."""
+    result = Cli(UNREACHABLE_DSN)("stats", "--fail-if", "ready>0", "--fail-if", "dead>=1")
+    assert result.exit_code == 69, result.stderr
+
+
+def test_parse_threshold_values() -> None:
+    t = health.parse_threshold("oldest_ready_age >= 1h30m")
+    assert (t.metric, t.op, t.value, t.text) == (
+        "oldest_ready_age", ">=", 5400.0, "oldest_ready_age >= 1h30m"
+    )
+    assert health.parse_threshold("ready>-1").value == -1.0
+    assert health.parse_threshold("ready>=1e6").value == 1_000_000.0
+    with pytest.raises(InvalidInput):
+        health.parse_threshold("max_read_ct>2h")
+
+
+def test_metric_values_sum_counts_and_max_ages() -> None:
+    rows = [
+        PriorityStats("a", 9, 1, 2, 3, 4, 5, 10.0, 7),
+        PriorityStats("b", 5, 10, 20, 30, 40, 50, None, 2),
+        PriorityStats("b", 1, 0, 0, 0, 0, 1, 99.5, 0),
+    ]
+    assert health.metric_values(QueueStats(tuple(rows))) == {
+        "ready": 11, "leased": 22, "leased_expired": 33, "expired": 33, "delayed": 44,
+        "dead": 56, "total": 166, "oldest_ready_age": 99.5, "max_read_ct": 7,
+    }
+    assert health.metric_values(QueueStats(())) == dict.fromkeys(health.METRICS, 0.0)
+
+
+# ----------------------------------------------------------------------------- --estimate
+
+
+def bulk(
+    conn: psycopg.Connection[Any],
+    queue: str,
+    n: int,
+    *,
+    priority: int = 5,
+    state: str = "ready",
+    vt_in: float = 0.0,
+    read_ct: int = 0,
+    oldest_age: float = 1000.0,
+) -> None:
+    """n rows set-based; enqueued_at rises with msg_id from `oldest_age` seconds ago."""
+    conn.execute(
+        """
+        INSERT INTO pgq.messages (queue, priority, state, vt, enqueued_at, read_ct, lease,
+                                  payload)
+        SELECT %(queue)s, %(priority)s, %(state)s::text,
+               now() + make_interval(secs => %(vt_in)s::float8),
+               now() - make_interval(secs => %(oldest_age)s::float8)
+                     + make_interval(secs => g * 0.001),
+               %(read_ct)s,
+               CASE WHEN %(state)s::text = 'leased' THEN gen_random_uuid() END,
+               jsonb_build_object('n', g)
+        FROM generate_series(1, %(n)s) AS g
+        ORDER BY g
+        """,
+        {"queue": queue, "priority": priority, "state": state, "vt_in": vt_in,
+         "read_ct": read_ct, "n": n, "oldest_age": oldest_age},
+    )
+
+
+def by_group(rows: Any) -> dict[tuple[str, int], PriorityStats]:
+    return {(r.queue, r.priority): r for r in rows}
+
+
+def same_except_age(exact: PriorityStats, estimated: PriorityStats) -> None:
+    """Equal in every field; ages equal within the time between the two collections."""
+    assert exact.oldest_ready_age_s is None or estimated.oldest_ready_age_s is not None
+    if exact.oldest_ready_age_s is not None:
+        assert estimated.oldest_ready_age_s is not None
+        assert abs(exact.oldest_ready_age_s - estimated.oldest_ready_age_s) < 5, (
+            exact, estimated
+        )
+    strip = {"oldest_ready_age_s": None}
+    assert {**exact.to_json(), **strip} == {**estimated.to_json(), **strip}
+
+
+def test_estimate_is_exact_for_small_counts(q: Queue, conn: psycopg.Connection[Any]) -> None:
+    load_dataset(conn)
+    # Redelivered work behind the head of its line: its read_ct still counts.
+    bulk(conn, "jobs", 50, priority=9, read_ct=4, oldest_age=10)
+    bulk(conn, "jobs", 3, priority=5, state="delayed", vt_in=-1)  # due: counts as ready
+    exact = health.collect(q)
+    estimated = health.collect(q, estimate=True)
+    assert not exact.estimated
+    assert not estimated.estimated  # nothing was over the cap: every number is exact
+    assert by_group(exact.stats.rows).keys() == by_group(estimated.stats.rows).keys()
+    assert [(r.queue, r.priority) for r in estimated.stats.rows] == [
+        (r.queue, r.priority) for r in exact.stats.rows
+    ]
+    for key, row in by_group(exact.stats.rows).items():
+        same_except_age(row, by_group(estimated.stats.rows)[key])
+    assert by_group(estimated.stats.rows)[("jobs", 9)].max_read_ct == 4
+    assert by_group(estimated.stats.rows)[("jobs", 5)].ready == 3
+    assert by_group(estimated.stats.rows)[("other", 5)].paused
+    one = health.collect(q, queue="other", estimate=True)
+    assert [(r.queue, r.ready, r.paused) for r in one.stats.rows] == [("other", 2, True)]
+
+
+def test_estimate_cli_matches_exact_for_the_small_dataset(
+    cli: Cli, conn: psycopg.Connection[Any]
+) -> None:
+    load_dataset(conn)
+    families = parse_exposition(cli("stats", "--estimate", "--format", "prometheus").stdout)
+    assert_dataset(families)  # includes pgq_stats_estimated 0
+    rows = [json.loads(line) for line in cli("stats", "--estimate", "--json").stdout.splitlines()]
+    assert [(r["queue"], r["priority"], r["ready"], r["estimated"]) for r in rows] == [
+        ("jobs", 9, 3, False), ("jobs", 5, 0, False), ("jobs", 1, 0, False),
+        ("other", 5, 2, False),
+    ]
+    assert all("estimated" not in json.loads(line)
+               for line in cli("stats", "--json").stdout.splitlines())
+
+
+@pytest.fixture
+def big(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """30,300 ready rows and a few in flight:
+    big/5: 20,000 ready + 300 due delayed (over the cap: sampled),
+    big/9: exactly EXACT_READY_CAP ready (at the cap: counted),
+    big/1: 5 expired leases, 3 live leases, 2 dead, 4 delayed; small/5: 7 ready."""
+    assert health.EXACT_READY_CAP == 10_000
+    bulk(conn, "big", 20_000, priority=5, read_ct=1)
+    bulk(conn, "big", 300, priority=5, state="delayed", vt_in=-30, oldest_age=2000)
+    bulk(conn, "big", 10_000, priority=9)
+    bulk(conn, "big", 5, priority=1, state="leased", vt_in=-5, read_ct=9)
+    bulk(conn, "big", 3, priority=1, state="leased", vt_in=300, read_ct=2)
+    bulk(conn, "big", 2, priority=1, state="dead", vt_in=-100, read_ct=12)
+    bulk(conn, "big", 4, priority=1, state="delayed", vt_in=600)
+    bulk(conn, "small", 7, priority=5, oldest_age=50)
+    conn.execute("ANALYZE pgq.messages")
+    return conn
+
+
+def test_estimate_over_the_cap_samples_the_whole_small_table_exactly(
+    q: Queue, big: psycopg.Connection[Any]
+) -> None:
+    """Below SAMPLE_PAGES pages the sample is the whole table: the estimate is the count,
+    due delayed messages included, and it is still flagged as estimated."""
+    exact = health.collect(q)
+    estimated = health.collect(q, estimate=True)
+    assert estimated.estimated
+    rows = by_group(estimated.stats.rows)
+    assert rows[("big", 5)].ready == 20_300
+    for key, row in by_group(exact.stats.rows).items():
+        same_except_age(row, rows[key])
+    assert rows[("big", 9)].ready == 10_000
+    assert (rows[("big", 1)].expired, rows[("big", 1)].leased, rows[("big", 1)].dead,
+            rows[("big", 1)].delayed, rows[("big", 1)].max_read_ct) == (5, 3, 2, 4, 12)
+    assert rows[("big", 5)].oldest_ready_age_s is not None
+    assert 2000 <= rows[("big", 5)].oldest_ready_age_s < 2000 + AGE_SLACK  # the due ones
+
+
+def test_estimate_from_a_sample_is_close_and_flagged(
+    cli: Cli, q: Queue, big: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a sample of a fraction of the pages the big group is an estimate (within 20%),
+    while the group at the cap, the small one and every non-ready state stay exact."""
+    pages = int(big.execute(
+        "SELECT pg_relation_size('pgq.messages') / current_setting('block_size')::int"
+    ).fetchone()[0])  # type: ignore[index]
+    assert pages > 100
+    monkeypatch.setattr(health, "SAMPLE_PAGES", pages // 4)
+    rows = by_group(health.collect(q, estimate=True).stats.rows)
+    ready = rows[("big", 5)].ready
+    assert ready >= 10_001 + 300 and abs(ready - 20_300) <= 0.2 * 20_300, ready
+    assert rows[("big", 9)].ready == 10_000
+    assert rows[("small", 5)].ready == 7
+    assert (rows[("big", 1)].expired, rows[("big", 1)].leased, rows[("big", 1)].dead) == (5, 3, 2)
+
+    result = cli("stats", "--estimate", "--format", "prometheus",
+                 "--fail-if", "leased_expired>=5", "--fail-if", "ready<20000")
+    assert result.exit_code == 3
+    families = parse_exposition(result.stdout)
+    assert families["pgq_stats_estimated"].value(schema="pgq") == 1
+    messages = families["pgq_messages"]
+    assert messages.value(schema="pgq", queue="big", priority="5", state="ready") == ready
+    assert messages.value(schema="pgq", queue="big", priority="9", state="ready") == 10_000
+    assert messages.value(schema="pgq", queue="big", priority="1", state="expired") == 5
+    assert result.stderr.splitlines() == [  # ready is over 20,000 either way
+        "pgq: alert: leased_expired is 5 (>= 5) [--fail-if 'leased_expired>=5']"
+    ]
+
+    lines = cli("stats", "--estimate", "--json", "-q", "big").stdout.splitlines()
+    flagged = {(r["priority"], r["estimated"]) for r in map(json.loads, lines)}
+    assert flagged == {(9, False), (5, True), (1, False)}

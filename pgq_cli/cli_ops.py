@@ -105,6 +105,11 @@ def stats_plan(
     with boundary():
         thresholds = tuple(health.parse_thresholds(fail_if or ()))
         textfile = None
+        if textfile_dir is None and textfile_name != DEFAULT_TEXTFILE_NAME:
+            raise InvalidInput(
+                "--textfile-name names a file in --textfile-dir",
+                hint="add --textfile-dir DIR, or drop --textfile-name",
+            )
         if textfile_dir is not None:
             if json_out or fmt not in (StatsFormat.auto, StatsFormat.prometheus):
                 raise InvalidInput(

@@ -239,7 +239,14 @@ class Breach:
 
     def describe(self) -> str:
         t = self.threshold
-        return f"{t.metric} is {self.measured:g} ({t.op} {t.value:g})"
+        return f"{t.metric} is {_show(self.measured)} ({t.op} {_show(t.value)})"
+
+
+def _show(value: float) -> str:
+    """Whole numbers in full (1234567, not 1.23457e+06), others to 6 significant digits."""
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return f"{value:.6g}"
 
 
 def parse_threshold(text: str) -> Threshold:

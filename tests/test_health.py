@@ -174,6 +174,13 @@ def test_parse_threshold_values() -> None:
         health.parse_threshold("max_read_ct>2h")
 
 
+def test_alerts_show_whole_numbers_in_full() -> None:
+    big = health.Breach(health.parse_threshold("ready>=1e6"), 1_234_567.0)
+    assert big.describe() == "ready is 1234567 (>= 1000000)"
+    age = health.Breach(health.parse_threshold("oldest_ready_age>1.5m"), 100.4142)
+    assert age.describe() == "oldest_ready_age is 100.414 (> 90)"
+
+
 def test_metric_values_sum_counts_and_max_ages() -> None:
     rows = [
         PriorityStats("a", 9, 1, 2, 3, 4, 5, 10.0, 7),

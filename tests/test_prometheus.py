@@ -321,6 +321,13 @@ def test_bad_textfile_options_exit_2_before_connecting(
     assert files_in(tmp_path) == []
 
 
+def test_textfile_name_without_textfile_dir_exits_2_before_connecting() -> None:
+    result = Cli(UNREACHABLE_DSN)("stats", "--format", "prometheus", "--textfile-name", "a.prom")
+    assert result.exit_code == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("pgq: error: --textfile-name names a file in --textfile-dir"), line
+
+
 def test_missing_textfile_dir_exits_2_before_connecting(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     result = Cli(UNREACHABLE_DSN)("stats", "--textfile-dir", str(missing))

@@ -269,9 +269,11 @@ def watch(
 ) -> None:
     """Live view: depth per priority and state, claim/send/ack rates, oldest ready age.
 
-    Redraws in place on a terminal; on a pipe prints one frame after another (--json: one
-    JSON object per frame). Claim rate is rows updated per second on the messages table.
-    Ctrl-C exits 0.
+    Redraws in place on a terminal; on a pipe prints one frame after another as text
+    (--json: one JSON object per frame). Rates are rows updated (claims), inserted (sends)
+    and deleted (acks) per second on the messages table, for every queue, from
+    PostgreSQL's statistics: a consumer's counts can show up to ~10 s late after it goes
+    idle. The first frame has no rates. Ctrl-C exits 0.
     """
     with boundary():
         if queue is not None:
@@ -280,6 +282,8 @@ def watch(
             raise InvalidInput("--interval must be 0.05..3600 seconds")
         if iterations is not None and iterations < 1:
             raise InvalidInput("--iterations must be 1 or more")
+        if once and iterations is not None:
+            raise InvalidInput("--once and --iterations exclude each other")
     count = 1 if once else iterations
     with session("watch", dsn, schema) as q:
         if json_out:

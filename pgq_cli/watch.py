@@ -1,19 +1,26 @@
 """`pgq watch`: a live view of depth per priority and state, claim rate and oldest age.
 
 Two halves: `sample`/`Frame` collect numbers (no rich here: a frame is plain data, and
-`--json` prints it as is), and `view`/`run` draw frames with rich. This module is a
+`--json` prints it as is), and `view`/`plain`/`run` show frames: `view` with rich for a
+terminal, `plain` as text for a pipe (rich would cut it to 80 columns). This module is a
 presentation module like `render.py`; it never imports Typer and never raises SystemExit:
 Ctrl-C ends `run` normally, so the command exits 0.
 
 Rates come from the table's cumulative row counters in `pg_stat_user_tables` (see
-`ops_queries.TABLE_COUNTERS`) between two frames: updates per second are claims (plus
-the rarer requeues, extends and expired leases returned), inserts are sends, deletes are
-acks and purges. They cover every queue of the schema, and the statistics system
-publishes a busy session's counts about once a second, so a rate trails by up to that.
+`ops_queries.TABLE_COUNTERS`) between two frames: rows updated are claims (one per
+message claimed, plus the rarer requeues, extends and expired leases returned), rows
+inserted are sends, rows deleted are acks and purges. Two limits, both PostgreSQL's:
+- they count every queue of the schema, also under `--queue` (the view says so);
+- a session publishes its counts when it goes idle, but at most once a second; what it
+  did within a second of its last report waits until its next transaction after that
+  second, or, if it stays idle, about 10 s (PostgreSQL 15+). A busy consumer's claims
+  therefore show within a second or so, the last burst of one that went quiet later.
+Over several frames nothing is lost or counted twice: the counters are cumulative.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +32,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from . import health, ops_queries
+from . import health, ops_queries, render
 from .errors import translated
 from .queue import MAX_PRIORITY, Queue, QueueStats
 
@@ -50,7 +57,12 @@ class Frame:
     stats: QueueStats
     estimated: bool
     counters: Counters | None
-    # Per second since the previous frame; None on the first frame.
+    # Since the previous frame (None on the first): seconds, rows claimed (updated), sent
+    # (inserted) and acked (deleted), and those per second.
+    seconds: float | None
+    claimed: int | None
+    sent: int | None
+    acked: int | None
     claim_rate: float | None
     send_rate: float | None
     ack_rate: float | None
@@ -65,6 +77,10 @@ class Frame:
             "frame": self.number,
             "at": datetime.fromtimestamp(self.wall, UTC).isoformat(timespec="milliseconds"),
             "estimated": self.estimated,
+            "seconds": self.seconds,
+            "claimed": self.claimed,
+            "sent": self.sent,
+            "acked": self.acked,
             "claim_rate": self.claim_rate,
             "send_rate": self.send_rate,
             "ack_rate": self.ack_rate,
@@ -89,9 +105,15 @@ def should_estimate(q: Queue) -> bool:
     return bool(row and int(row[0]) > AUTO_ESTIMATE_ROWS)
 
 
-def _rate(now: int, before: int, seconds: float) -> float:
-    # Counters drop when statistics are reset; a negative rate would be nonsense.
-    return max(now - before, 0) / seconds if seconds > 0 else 0.0
+def _delta(now: int, before: int) -> int:
+    # Counters drop when statistics are reset; a negative count would be nonsense.
+    return max(now - before, 0)
+
+
+def _rate(count: int | None, seconds: float | None) -> float | None:
+    if count is None or seconds is None:
+        return None
+    return count / seconds if seconds > 0 else 0.0
 
 
 def sample(
@@ -106,12 +128,13 @@ def sample(
     snapshot = health.collect(q, queue=queue, estimate=estimate)
     now = clock()
     current = counters(q)
-    claim = send = ack = None
+    seconds: float | None = None
+    claimed = sent = acked = None
     if previous is not None and previous.counters is not None and current is not None:
         seconds = now - previous.at
-        claim = _rate(current.updated, previous.counters.updated, seconds)
-        send = _rate(current.inserted, previous.counters.inserted, seconds)
-        ack = _rate(current.deleted, previous.counters.deleted, seconds)
+        claimed = _delta(current.updated, previous.counters.updated)
+        sent = _delta(current.inserted, previous.counters.inserted)
+        acked = _delta(current.deleted, previous.counters.deleted)
     return Frame(
         number=previous.number + 1 if previous else 1,
         at=now,
@@ -119,9 +142,13 @@ def sample(
         stats=snapshot.stats,
         estimated=estimate,
         counters=current,
-        claim_rate=claim,
-        send_rate=send,
-        ack_rate=ack,
+        seconds=seconds,
+        claimed=claimed,
+        sent=sent,
+        acked=acked,
+        claim_rate=_rate(claimed, seconds),
+        send_rate=_rate(sent, seconds),
+        ack_rate=_rate(acked, seconds),
     )
 
 
@@ -139,7 +166,12 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def view(frame: Frame, *, title: str = "pgq watch") -> RenderableType:
+def _rates_scope(queue: str | None) -> str:
+    # The counters are the table's: under --queue they still count every queue.
+    return "" if queue is None else " (rates: all queues)"
+
+
+def view(frame: Frame, *, queue: str | None = None, title: str = "pgq watch") -> RenderableType:
     """A frame as a rich renderable: a summary line and a table per queue and priority."""
     when = datetime.fromtimestamp(frame.wall, UTC).strftime("%H:%M:%S")
     summary = Text.assemble(
@@ -151,6 +183,7 @@ def view(frame: Frame, *, title: str = "pgq watch") -> RenderableType:
         _per_second(frame.send_rate),
         "  acks ",
         _per_second(frame.ack_rate),
+        _rates_scope(queue),
         "  oldest ready ",
         (_age(frame.oldest_ready_age_s), "bold yellow"),
         ("  (estimated counts)" if frame.estimated else ""),
@@ -183,6 +216,31 @@ def view(frame: Frame, *, title: str = "pgq watch") -> RenderableType:
     return Group(*parts)
 
 
+def plain(frame: Frame, *, queue: str | None = None) -> str:
+    """A frame as text for a pipe or a log: never cut to a terminal's width.
+
+    A summary line, then the columns of `pgq stats` (a header line, one tab-separated line
+    per queue and priority), then an empty line.
+    """
+    when = datetime.fromtimestamp(frame.wall, UTC).isoformat(timespec="milliseconds")
+    def rate(value: float | None) -> str:
+        return "-" if value is None else _per_second(value)
+
+    summary = (
+        f"frame {frame.number}  {when}  claims {rate(frame.claim_rate)}  "
+        f"sends {rate(frame.send_rate)}  acks {rate(frame.ack_rate)}"
+        f"{_rates_scope(queue)}  oldest ready {_age(frame.oldest_ready_age_s)}"
+        + ("  (estimated counts)" if frame.estimated else "")
+    )
+    lines = [summary, "\t".join(render.STATS_HEADERS)]
+    for r in frame.stats.rows:
+        age = "" if r.oldest_ready_age_s is None else f"{r.oldest_ready_age_s:.1f}"
+        cells = (r.queue, r.priority, r.ready, r.leased, r.expired, r.delayed, r.dead, age,
+                 r.max_read_ct, "yes" if r.paused else "no")
+        lines.append("\t".join(map(str, cells)))
+    return "\n".join(lines) + "\n\n"
+
+
 def run(
     q: Queue,
     *,
@@ -198,10 +256,11 @@ def run(
 ) -> list[Frame]:
     """Sample every `interval` seconds, `iterations` times (None: until Ctrl-C).
 
-    Each frame goes to `emit` (JSON lines) if given, else is drawn: in place with rich
-    Live when `live`, else printed one after another. `on_frame` is called after each
-    frame is shown. Returns the frames (the last two only, when running unbounded).
-    Ctrl-C ends the loop and returns normally.
+    Each frame goes to `emit` (JSON lines) if given, else is shown: drawn in place with
+    rich Live when `live`, else written as `plain` text to stdout. Whatever goes to stdout
+    is flushed frame by frame, so a pipe (`pgq watch --json | jq`) sees each frame as it
+    comes. `on_frame` is called after each frame is shown. Returns the frames (the last
+    two only, when running unbounded). Ctrl-C ends the loop and returns normally.
     """
     use_estimate = should_estimate(q) if estimate is None else estimate
     console = console or Console()
@@ -215,13 +274,15 @@ def run(
             frame = sample(q, queue=queue, estimate=use_estimate, previous=previous)
             if emit is not None:
                 emit(frame)
+                sys.stdout.flush()
             elif live:
                 if display is None:
-                    display = Live(view(frame), console=console, auto_refresh=False)
+                    display = Live(view(frame, queue=queue), console=console, auto_refresh=False)
                     display.start()
-                display.update(view(frame), refresh=True)
+                display.update(view(frame, queue=queue), refresh=True)
             else:
-                console.print(view(frame))
+                sys.stdout.write(plain(frame, queue=queue))
+                sys.stdout.flush()
             frames.append(frame)
             if iterations is None:
                 del frames[:-2]

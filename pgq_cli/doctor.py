@@ -23,13 +23,46 @@ from .queue import DEFAULT_QUEUE, Queue, check_queue
 
 SEVERITIES = ("ok", "info", "warning", "serious")
 
-# name -> (severity when missing or invalid, what the claim path loses without it)
+
+@dataclass(frozen=True)
+class ExpectedIndex:
+    severity: str  # when it is missing or invalid
+    why: str  # what the claim path loses without it
+    # How to build it again without blocking writers; {table} is the qualified table.
+    create: str
+
+
+# The indexes of sql/0001 and sql/0002 (tests/test_doctor.py checks that each `create`
+# rebuilds exactly what the migrations built).
 EXPECTED_INDEXES = {
-    "messages_pkey": ("serious", "ack, requeue and extend find messages by id through it"),
-    "messages_ready_idx": ("serious", "claim walks it in claim order; without it claim scans"),
-    "messages_due_idx": ("serious", "expired leases and due delayed messages are found by it"),
-    "messages_dead_idx": ("warning", "dead letters are listed and redriven through it"),
+    "messages_pkey": ExpectedIndex(
+        "serious",
+        "ack, requeue and extend find messages by id through it",
+        "CREATE UNIQUE INDEX CONCURRENTLY messages_pkey ON {table} (msg_id); "
+        "ALTER TABLE {table} ADD CONSTRAINT messages_pkey PRIMARY KEY USING INDEX messages_pkey",
+    ),
+    "messages_ready_idx": ExpectedIndex(
+        "serious",
+        "claim walks it in claim order; without it claim scans",
+        "CREATE INDEX CONCURRENTLY messages_ready_idx ON {table} "
+        "(queue, priority DESC, msg_id) WHERE state = 'ready'",
+    ),
+    "messages_due_idx": ExpectedIndex(
+        "serious",
+        "expired leases and due delayed messages are found by it",
+        "CREATE INDEX CONCURRENTLY messages_due_idx ON {table} (queue, vt) "
+        "WHERE state IN ('leased', 'delayed')",
+    ),
+    "messages_dead_idx": ExpectedIndex(
+        "warning",
+        "dead letters are listed and redriven through it",
+        "CREATE INDEX CONCURRENTLY messages_dead_idx ON {table} (queue, vt) "
+        "WHERE state = 'dead'",
+    ),
 }
+# While the table is at most this many pages (1 MiB), the planner may rightly prefer reading
+# all of it to an index probe; the claim plan check then only asks that the index be usable.
+SMALL_TABLE_PAGES = 128
 # Dead tuples above this share of the table (and above DEAD_TUPLES_MIN rows) are bloat.
 DEAD_RATIO_WARNING = 0.2
 DEAD_RATIO_SERIOUS = 0.5
@@ -69,20 +102,30 @@ class Report:
 def run(
     q: Queue, *, queue: str = DEFAULT_QUEUE, max_xact_age_s: float = DEFAULT_MAX_XACT_AGE_S
 ) -> Report:
-    """Every check; the claim plan is checked for `queue`."""
+    """Every check; the claim plan is checked for `queue`.
+
+    A schema behind this package (migrations pending) is checked only for what its oldest
+    version already has (the messages table): the claim SQL and the expected indexes are
+    this package's, and would fail or mislead on an older schema.
+    """
     check_queue(queue)
     findings = list(check_schema_version(q))
-    if any(f.severity == "serious" and f.check == "schema" for f in findings) and not (
-        _messages_table_exists(q)
-    ):
+    behind = any(f.severity == "serious" and f.check == "schema" for f in findings)
+    if behind and not _messages_table_exists(q):
         return Report(tuple(findings))
-    for check in (
-        check_indexes(q),
-        check_claim_plan(q, queue),
-        check_table_health(q),
-        check_long_transactions(q, max_xact_age_s),
-        check_expired_leases(q),
-    ):
+    if behind:
+        findings.append(
+            Finding(
+                "indexes",
+                "info",
+                "indexes and claim plan not checked: the schema is older than this pgq",
+                f"pgq migrate --schema {q.schema}; then pgq doctor again",
+            )
+        )
+        checks = [check_table_health(q)]
+    else:
+        checks = [check_indexes(q), check_claim_plan(q, queue), check_table_health(q)]
+    for check in (*checks, check_long_transactions(q, max_xact_age_s), check_expired_leases(q)):
         findings.extend(check)
     return Report(tuple(findings))
 
@@ -142,30 +185,50 @@ def _applied_versions(q: Queue) -> set[int]:
 
 
 def check_indexes(q: Queue) -> Iterator[Finding]:
-    """The claim path's indexes exist and are valid (not left over from a failed build)."""
+    """The claim path's indexes exist and are valid (not left over from a failed build).
+
+    Also any other index of the table that is invalid: every write maintains it, no query
+    uses it.
+    """
     with translated(), q.conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(ops_queries.INDEXES, {"table": f"{q.schema}.messages"}).fetchall()
     found = {r["name"]: r for r in rows}
+    table = f"{q.schema}.messages"
     bad = False
-    for name, (severity, why) in EXPECTED_INDEXES.items():
+    for name, expected in EXPECTED_INDEXES.items():
         row = found.get(name)
+        create = expected.create.format(table=table)
         if row is None:
             bad = True
             yield Finding(
                 "indexes",
-                severity,
-                f"index {q.schema}.{name} is missing: {why}",
-                f"recreate it: pgq migrate --sql | grep -A3 'INDEX {name}' shows its "
-                "definition; run it as CREATE INDEX CONCURRENTLY",
+                expected.severity,
+                f"index {q.schema}.{name} is missing: {expected.why}",
+                create,
             )
         elif not (row["valid"] and row["ready"]):
             bad = True
+            rebuild = (
+                f"REINDEX INDEX CONCURRENTLY {q.schema}.{name}"
+                if name == "messages_pkey"
+                else f"DROP INDEX CONCURRENTLY {q.schema}.{name}; {create}"
+            )
             yield Finding(
                 "indexes",
-                severity,
+                expected.severity,
                 f"index {q.schema}.{name} is invalid (a failed CREATE INDEX CONCURRENTLY?): "
-                f"{why}",
-                f"REINDEX INDEX CONCURRENTLY {q.schema}.{name}",
+                f"{expected.why}",
+                rebuild,
+            )
+    for name, row in found.items():
+        if name not in EXPECTED_INDEXES and not (row["valid"] and row["ready"]):
+            bad = True
+            yield Finding(
+                "indexes",
+                "warning",
+                f"index {q.schema}.{name} is invalid (a failed CREATE INDEX CONCURRENTLY?): "
+                "every write maintains it and no query uses it",
+                f"DROP INDEX CONCURRENTLY {q.schema}.{name}; build it again if it is needed",
             )
     if not bad:
         yield Finding("indexes", "ok", "the claim path's indexes are present and valid")
@@ -177,40 +240,96 @@ def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _plan_nodes(child)
 
 
-def claim_plan(q: Queue, queue: str = DEFAULT_QUEUE) -> dict[str, Any]:
-    """The planner's plan (EXPLAIN, FORMAT JSON; not executed) for the real claim SQL."""
+def claim_plan(
+    q: Queue, queue: str = DEFAULT_QUEUE, *, prefer_index: bool = False
+) -> dict[str, Any]:
+    """The planner's plan (EXPLAIN, FORMAT JSON; not executed) for the real claim SQL.
+
+    `prefer_index`: plan it with sequential and bitmap scans discouraged (SET LOCAL, in a
+    transaction of its own), to learn whether the claim can use its index at all.
+    """
     params = {"queue": queue, "qty": 1, "vt": 30.0, "min_priority": 1, "max_priority": 10}
-    with translated():
-        row = q.conn.execute(
-            b"EXPLAIN (FORMAT JSON) " + q._q(queries.CLAIM).as_bytes(q.conn), params
-        ).fetchone()
+    explain = b"EXPLAIN (FORMAT JSON) " + q._q(queries.CLAIM).as_bytes(q.conn)
+    with translated(), q.conn.transaction():
+        if prefer_index:
+            q.conn.execute(ops_queries.PLANNER_PREFER_INDEX)
+        row = q.conn.execute(explain, params).fetchone()
     assert row is not None
     doc = row[0] if not isinstance(row[0], str) else json.loads(row[0])
     plan: dict[str, Any] = doc[0]["Plan"]
     return plan
 
 
-def check_claim_plan(q: Queue, queue: str = DEFAULT_QUEUE) -> Iterator[Finding]:
-    """The claim's candidate scan uses messages_ready_idx, not a walk of the table."""
-    plan = claim_plan(q, queue)
-    scans = [
+def _candidate_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scans of messages that pick the rows to claim (the CTE `locked`).
+
+    Not the update's own join back to messages by msg_id, which rightly uses the primary
+    key (or, on a tiny table, a scan).
+    """
+    nodes = list(_plan_nodes(plan))
+    cte = next((n for n in nodes if n.get("Subplan Name") == "CTE locked"), plan)
+    return [
         n
-        for n in _plan_nodes(plan)
+        for n in _plan_nodes(cte)
         if n.get("Relation Name") == "messages" and "Scan" in n.get("Node Type", "")
     ]
-    used = {n.get("Index Name") for n in scans}
-    if "messages_ready_idx" in used:
-        yield Finding("claim_plan", "ok", "claim uses messages_ready_idx")
-        return
-    how = ", ".join(
+
+
+def _describe(scans: list[dict[str, Any]]) -> str:
+    return ", ".join(
         f"{n['Node Type']}" + (f" on {n['Index Name']}" if n.get("Index Name") else "")
         for n in scans
     ) or "no scan of messages"
+
+
+def _uses_ready_index(scans: list[dict[str, Any]]) -> bool:
+    return any(n.get("Index Name") == "messages_ready_idx" for n in scans)
+
+
+def _table_pages(q: Queue) -> int:
+    with translated():
+        row = q.conn.execute(ops_queries.TABLE_SIZE_PAGES, {"table": f"{q.schema}.messages"}
+                             ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def check_claim_plan(q: Queue, queue: str = DEFAULT_QUEUE) -> Iterator[Finding]:
+    """The claim's candidate scan uses messages_ready_idx, not a walk of the table.
+
+    A small table is the exception: there the planner rightly reads it all (a few pages)
+    instead, so it is enough that the index is usable; it takes over as the table grows.
+    """
+    table = f"{q.schema}.messages"
+    scans = _candidate_scans(claim_plan(q, queue))
+    if _uses_ready_index(scans):
+        yield Finding("claim_plan", "ok", "claim uses messages_ready_idx")
+        return
+    how = _describe(scans)
+    if not _uses_ready_index(_candidate_scans(claim_plan(q, queue, prefer_index=True))):
+        yield Finding(
+            "claim_plan",
+            "serious",
+            f"claim cannot use messages_ready_idx ({how}): its cost grows with the table",
+            f"recreate the index (see the indexes finding); then ANALYZE {table}",
+        )
+        return
+    pages = _table_pages(q)
+    if pages <= SMALL_TABLE_PAGES:
+        yield Finding(
+            "claim_plan",
+            "ok",
+            f"claim reads the whole table while it is this small ({how}, {pages} pages); "
+            "messages_ready_idx is usable and takes over as the table grows",
+        )
+        return
     yield Finding(
         "claim_plan",
         "serious",
-        f"claim does not use messages_ready_idx ({how}): its cost grows with the table",
-        f"check the indexes above; then ANALYZE {q.schema}.messages",
+        f"claim does not use messages_ready_idx ({how}) on a table of {pages} pages, though "
+        "it could: its cost grows with the table",
+        f"ANALYZE {table}; then look for planner settings that steer it away "
+        "(enable_indexscan, enable_bitmapscan, random_page_cost) in postgresql.conf or "
+        "ALTER DATABASE/ROLE ... SET",
     )
 
 
@@ -263,11 +382,14 @@ def check_long_transactions(q: Queue, max_age_s: float) -> Iterator[Finding]:
         rows = cur.execute(ops_queries.LONG_TRANSACTIONS, {"max_age_s": max_age_s}).fetchall()
     for r in rows:
         who = f"pid {r['pid']} ({r['usename']}, {r['application_name'] or 'no name'})"
+        # 'idle in transaction' (also '... (aborted)') says it all; 'active' does not.
+        state = str(r["state"] or "unknown")
+        doing = state if state.startswith("idle in transaction") else f"{state} in a transaction"
         yield Finding(
             "xmin_horizon",
             "serious",
-            f"{who} has been {r['state']} in a transaction for {float(r['xact_age_s']):.0f}s, "
-            f"holding back vacuum by {r['xid_age']} transactions",
+            f"{who} has been {doing} for {float(r['xact_age_s']):.0f}s: vacuum cannot "
+            f"remove rows deleted since it began ({r['xid_age']} transactions so far)",
             f"end it (SELECT pg_terminate_backend({r['pid']})) and fix the client; set "
             "idle_in_transaction_session_timeout",
         )

@@ -210,6 +210,19 @@ JOIN pg_class AS c ON c.oid = i.indexrelid
 WHERE i.indrelid = %(table)s::regclass
 """
 
+# The claim plan check asks whether the claim *can* use its index: plan it once more with
+# sequential and bitmap scans discouraged, for this transaction only.
+PLANNER_PREFER_INDEX: LiteralString = """
+SELECT set_config('enable_seqscan', 'off', true),
+       set_config('enable_bitmapscan', 'off', true),
+       set_config('enable_indexscan', 'on', true)
+"""
+
+# The table's size in pages (its file size: exact and instant, unlike planner statistics).
+TABLE_SIZE_PAGES: LiteralString = """
+SELECT pg_relation_size(%(table)s::regclass) / current_setting('block_size')::int
+"""
+
 # Dead tuples and vacuum history of the messages table (the statistics system's view;
 # it lags real time by up to a second or so).
 TABLE_HEALTH: LiteralString = """

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, LiteralString
 
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -240,16 +240,30 @@ def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _plan_nodes(child)
 
 
+def candidate_select() -> LiteralString:
+    """The claim's candidate query (its CTE `locked`) as a plain SELECT.
+
+    Its scan is what the check is about, planned the same way; and a monitor role can
+    EXPLAIN it: FOR UPDATE, like the UPDATE itself, needs the UPDATE privilege even under
+    EXPLAIN (the monitor role of `pgq migrate --print-grants` only reads).
+    """
+    _, found, rest = queries.CLAIM.partition("WITH locked AS (")
+    body, end, _ = rest.partition("\n)\nUPDATE")
+    if not (found and end and "FOR UPDATE SKIP LOCKED" in body):
+        raise AssertionError("queries.CLAIM changed shape: update doctor.candidate_select")
+    return body.replace("FOR UPDATE SKIP LOCKED", "")
+
+
 def claim_plan(
     q: Queue, queue: str = DEFAULT_QUEUE, *, prefer_index: bool = False
 ) -> dict[str, Any]:
-    """The planner's plan (EXPLAIN, FORMAT JSON; not executed) for the real claim SQL.
+    """The planner's plan (EXPLAIN, FORMAT JSON; not executed) of the claim's candidates.
 
     `prefer_index`: plan it with sequential and bitmap scans discouraged (SET LOCAL, in a
     transaction of its own), to learn whether the claim can use its index at all.
     """
-    params = {"queue": queue, "qty": 1, "vt": 30.0, "min_priority": 1, "max_priority": 10}
-    explain = b"EXPLAIN (FORMAT JSON) " + q._q(queries.CLAIM).as_bytes(q.conn)
+    params = {"queue": queue, "qty": 1, "min_priority": 1, "max_priority": 10}
+    explain = b"EXPLAIN (FORMAT JSON) " + q._q(candidate_select()).as_bytes(q.conn)
     with translated(), q.conn.transaction():
         if prefer_index:
             q.conn.execute(ops_queries.PLANNER_PREFER_INDEX)
@@ -261,10 +275,10 @@ def claim_plan(
 
 
 def _candidate_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """The scans of messages that pick the rows to claim (the CTE `locked`).
+    """The scans of messages that pick the rows to claim.
 
-    Not the update's own join back to messages by msg_id, which rightly uses the primary
-    key (or, on a tiny table, a scan).
+    In a plan of the whole claim that is the CTE `locked`, not the update's own join back
+    to messages by msg_id (which rightly uses the primary key, or on a tiny table a scan).
     """
     nodes = list(_plan_nodes(plan))
     cte = next((n for n in nodes if n.get("Subplan Name") == "CTE locked"), plan)
@@ -393,10 +407,24 @@ def check_long_transactions(q: Queue, max_age_s: float) -> Iterator[Finding]:
             f"end it (SELECT pg_terminate_backend({r['pid']})) and fix the client; set "
             "idle_in_transaction_session_timeout",
         )
-    if not rows:
+    if rows:
+        return
+    with translated():
+        seen = q.conn.execute(ops_queries.SEES_ALL_SESSIONS).fetchone()
+    if seen and seen[0]:
         yield Finding(
             "xmin_horizon", "ok", f"no transaction older than {max_age_s:g}s holds back vacuum"
         )
+        return
+    # pg_stat_activity hides other roles' transactions from this one.
+    yield Finding(
+        "xmin_horizon",
+        "info",
+        f"no transaction of this role older than {max_age_s:g}s holds back vacuum; other "
+        "roles' sessions are hidden from it",
+        "GRANT pg_read_all_stats TO the role pgq doctor runs as (or run it as a superuser) "
+        "to check every session",
+    )
 
 
 def check_expired_leases(q: Queue) -> Iterator[Finding]:

@@ -223,8 +223,9 @@ TABLE_SIZE_PAGES: LiteralString = """
 SELECT pg_relation_size(%(table)s::regclass) / current_setting('block_size')::int
 """
 
-# Dead tuples and vacuum history of the messages table (the statistics system's view;
-# it lags real time by up to a second or so).
+# Dead tuples and vacuum history of the messages table (the statistics system's view; a
+# session publishes its counts at most once a second, and one that then goes idle only
+# after ~10 s, PostgreSQL 15+; VACUUM reports at once).
 TABLE_HEALTH: LiteralString = """
 SELECT n_live_tup,
        n_dead_tup,
@@ -259,6 +260,12 @@ WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
   AND (datname = current_database() OR datname IS NULL)
   AND xact_start <= now() - make_interval(secs => %(max_age_s)s)
 ORDER BY xact_start
+"""
+
+# Whether this role sees every session's transaction in pg_stat_activity (superusers and
+# members of pg_read_all_stats do; others see only their own role's).
+SEES_ALL_SESSIONS: LiteralString = """
+SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
 """
 
 # Leases that ran out and have not been returned yet (a range probe of messages_due_idx).

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from conftest import Cli
-from psycopg import sql
+from psycopg import conninfo, sql
 
-from pgq_cli import doctor, migrate
+from pgq_cli import doctor, grants, migrate
 from pgq_cli.queue import Queue
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
@@ -419,6 +421,68 @@ def test_idle_transaction_holding_a_snapshot_is_serious(
         "check": "xmin_horizon", "severity": "ok", "fix": "",
         "summary": "no transaction older than 1s holds back vacuum",
     }
+
+
+@pytest.fixture
+def monitor_dsn(db_dsn: str) -> Iterator[str]:
+    """A login in the monitor group role of `pgq migrate --print-grants` (reads, no payload).
+
+    Roles are cluster-wide: unique names, dropped afterwards."""
+    prefix = f"pgqt_{uuid.uuid4().hex[:10]}"
+    group = grants.Roles.with_prefix(prefix)
+    login = f"{prefix}_doctor"
+    with psycopg.connect(db_dsn, autocommit=True) as admin:
+        try:
+            admin.execute(grants.grant_sql("pgq", prefix).encode())
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                sql.Identifier(login), sql.Identifier(group.monitor)))
+            yield conninfo.make_conninfo(db_dsn, user=login)
+        finally:
+            for name in (login, *group.all()):
+                admin.execute(sql.SQL(
+                    "DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = {lit}) THEN "
+                    "EXECUTE 'DROP OWNED BY ' || quote_ident({lit}); "
+                    "EXECUTE 'DROP ROLE ' || quote_ident({lit}); END IF; END $$"
+                ).format(lit=sql.Literal(name)))
+
+
+def test_monitor_role_runs_doctor_and_is_told_what_it_cannot_see(
+    monitor_dsn: str, db_dsn: str, cli: Cli, q: Queue
+) -> None:
+    """The least-privilege monitor role can run every check (EXPLAIN of the claim's UPDATE
+    needed the UPDATE privilege: doctor used to exit 77), but pg_stat_activity hides other
+    roles' transactions from it: it says so instead of reporting all clear."""
+    fill(q, 100)
+    monitor = Cli(monitor_dsn)
+    user = conninfo.conninfo_to_dict(monitor_dsn)["user"]
+    holder = psycopg.connect(db_dsn, application_name="holder")
+    try:
+        holder.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        holder.execute("SELECT 1")
+        time.sleep(1.2)
+        assert one(cli("doctor", "--json", "--max-xact-age", "1s"), "xmin_horizon")[
+            "severity"] == "serious"
+        result = monitor("doctor", "--json", "--max-xact-age", "1s")
+        assert result.exit_code == 0, result.stderr
+        assert [f["check"] for f in findings(result)] == CHECKS
+        assert one(result, "claim_plan")["severity"] == "ok"
+        assert one(result, "xmin_horizon") == {
+            "check": "xmin_horizon",
+            "severity": "info",
+            "summary": "no transaction of this role older than 1s holds back vacuum; other "
+            "roles' sessions are hidden from it",
+            "fix": "GRANT pg_read_all_stats TO the role pgq doctor runs as (or run it as a "
+            "superuser) to check every session",
+        }
+        q.conn.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(sql.Identifier(user)))
+        granted = monitor("doctor", "--json", "--max-xact-age", "1s")
+        assert granted.exit_code == 3, granted.stderr
+        assert one(granted, "xmin_horizon")["summary"].startswith(
+            f"pid {holder.info.backend_pid} (postgres, holder) has been idle in transaction"
+        )
+    finally:
+        holder.rollback()
+        holder.close()
 
 
 @pytest.mark.parametrize(

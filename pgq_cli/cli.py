@@ -367,6 +367,8 @@ def _check_redrive(
     if limit is not None and limit < 1:
         raise InvalidInput(f"--limit must be >= 1, not {limit}")
     age = None if older_than is None else parse_duration(older_than, "--older-than")
+    if age is not None:
+        core.check_age(age)
     if not (all_dead or has_queue or age is not None or limit is not None):
         raise InvalidInput(
             "refusing to redrive every dead letter of every queue",

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ops_queries
-from .durations import MAX_SECONDS
 from .errors import InvalidInput, translated
-from .queue import STATES, Queue, check_queue, check_seconds
+from .queue import STATES, Queue, check_age, check_queue, check_seconds
 
 DEFAULT_BATCH = 1000
 MAX_BATCH = 100_000
@@ -94,13 +93,8 @@ def check_filters(
 
 
 def check_older_than(seconds: float) -> float:
-    """An age filter: finite, >= 0, and up to what `durations.parse_duration` accepts
-    (ten years: retention of dead letters for more than a year is an ordinary request)."""
-    if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
-        raise InvalidInput("--older-than must be a finite number of seconds >= 0")
-    if seconds > MAX_SECONDS:
-        raise InvalidInput("--older-than must be at most ten years")
-    return float(seconds)
+    """An age filter, checked as redrive checks its own (`queue.check_age`)."""
+    return check_age(seconds)
 
 
 def check_request(

@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from . import queries
+from .durations import MAX_SECONDS
 from .errors import BadPayload, InvalidInput, NotFound, NothingDone, StaleLease, translated
 
 MIN_PRIORITY = 1
@@ -151,6 +152,17 @@ def check_seconds(value: float, what: str, *, allow_zero: bool = True) -> float:
     if value > 366 * 86400:
         raise InvalidInput(f"{what} must be at most a year")
     return float(value)
+
+
+def check_age(seconds: float) -> float:
+    """An age filter (`--older-than`): finite, >= 0, and up to what
+    `durations.parse_duration` accepts (ten years: keeping dead letters for more than a
+    year is an ordinary request, unlike a year-long lease or delay)."""
+    if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
+        raise InvalidInput("--older-than must be a finite number of seconds >= 0")
+    if seconds > MAX_SECONDS:
+        raise InvalidInput("--older-than must be at most ten years")
+    return float(seconds)
 
 
 def check_qty(qty: int) -> int:
@@ -438,7 +450,7 @@ class Queue:
         if queue is not None:
             check_queue(queue)
         if older_than is not None:
-            check_seconds(older_than, "older-than")
+            check_age(older_than)
         if limit is not None and limit < 1:
             raise InvalidInput(f"limit must be a positive number, not {limit}")
         done: list[int] = []

@@ -222,6 +222,18 @@ def test_redrive_older_than(cli: Any, q: Queue, conn: Any, dead_letters: Any) ->
     assert state_of(conn, dead_letters["a"][1])[0] == "dead"
 
 
+def test_redrive_older_than_a_year(cli: Any, conn: Any, dead_letters: Any) -> None:
+    """Ages beyond a year are ordinary for retention (unlike a lease or a delay)."""
+    conn.execute(
+        "UPDATE pgq.messages SET vt = now() - interval '500 days' WHERE msg_id = %s",
+        (dead_letters["a"][0],),
+    )
+    result = cli("requeue", "--dead", "--older-than", "400d")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split() == [str(dead_letters["a"][0])]
+    assert state_of(conn, dead_letters["a"][1])[0] == "dead"
+
+
 def test_redrive_limit_takes_oldest_deaths_first(cli: Any, conn: Any, dead_letters: Any) -> None:
     result = cli("requeue", "--dead", "--limit", "2")
     assert result.exit_code == 0, result.stderr

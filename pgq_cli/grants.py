@@ -48,7 +48,7 @@ TABLE_PRIVILEGES: dict[str, dict[str, str]] = {
     # changes them (`pgq queue config`, `pgq pause`).
     "queues": {"consumer": "SELECT", "monitor": "SELECT"},
     # The schema version, for `pgq migrate --list` and `pgq doctor`.
-    "pgq_migrations": {"monitor": "SELECT"},
+    "pgq_migrations": {"consumer": "SELECT", "monitor": "SELECT"},
 }
 
 SEQUENCE_PRIVILEGES: dict[str, dict[str, str]] = {

@@ -18,15 +18,22 @@ from pgq_cli import grants
 from pgq_cli.queue import Queue
 
 # Queue settings (queue config, pause, resume) and migrate stay with the schema owner.
+# purge needs DELETE, which the consumer holds anyway (ack is a DELETE); a dry run only
+# counts, so the monitor may run it. Everything read-only works for the monitor, so a
+# cron line or a dashboard never needs a role that can see payloads.
+READ_ONLY = {"stats", "stats_prometheus", "stats_estimate", "stats_fail_if", "queues",
+             "purge_dry_run", "watch", "doctor", "migrate_list"}
 ALLOWED: dict[str, set[str]] = {
     "producer": {"send"},
     "consumer": {"claim", "claim_wait", "peek", "ack", "requeue", "requeue_expired",
-                 "requeue_dead", "extend", "stats", "queues"},
-    "monitor": {"stats", "queues", "migrate_list"},
+                 "requeue_dead", "extend", "purge", *READ_ONLY},
+    "monitor": READ_ONLY,
 }
 COMMANDS = ("send", "claim", "claim_wait", "peek", "ack", "requeue", "requeue_expired",
-            "requeue_dead", "extend", "stats", "queues", "queue_config", "pause", "resume",
-            "migrate", "migrate_list")
+            "requeue_dead", "extend", "stats", "stats_prometheus", "stats_estimate",
+            "stats_fail_if", "queues", "purge", "purge_dry_run", "watch", "doctor",
+            "queue_config", "pause", "resume", "migrate", "migrate_list")
+CHANGING = ("send", "claim", "claim_wait", "ack", "requeue", "extend", "purge")
 
 
 def test_print_grants_needs_no_connection_and_matches_the_module(cli: Cli) -> None:
@@ -116,6 +123,14 @@ def _prepare(command: str, q: Queue) -> tuple[str, ...]:
         "requeue_dead": ("requeue", "--dead", "--all"),
         "extend": ("extend", msg_id, "--vt", "120", "--lease", lease, "--json"),
         "stats": ("stats", "--json"),
+        "stats_prometheus": ("stats", "--format", "prometheus"),
+        "stats_estimate": ("stats", "--estimate", "--json"),
+        "stats_fail_if": ("stats", "--fail-if", "oldest_ready_age>3600",
+                          "--fail-if", "leased_expired>0"),
+        "purge": ("purge", "g", "--state", "ready"),
+        "purge_dry_run": ("purge", "g", "--state", "ready", "--dry-run"),
+        "watch": ("watch", "--once", "--json"),
+        "doctor": ("doctor", "--max-xact-age", "1h"),
         "queues": ("queues", "--json"),
         "queue_config": ("queue", "config", "g", "--max-deliveries", "7"),
         "pause": ("pause", "g"),
@@ -138,7 +153,7 @@ def test_every_command_as_every_role(roles: dict[str, str], q: Queue) -> None:
             cells.append(cell)
             if command in ALLOWED[kind]:
                 assert result.exit_code == 0, cell
-                if command in ("send", "claim", "claim_wait", "ack", "requeue", "extend"):
+                if command in CHANGING:
                     assert after != before, f"{cell}: nothing changed"
             else:
                 assert result.exit_code == 77, cell

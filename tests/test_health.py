@@ -352,3 +352,43 @@ def test_estimate_from_a_sample_is_close_and_flagged(
     lines = cli("stats", "--estimate", "--json", "-q", "big").stdout.splitlines()
     flagged = {(r["priority"], r["estimated"]) for r in map(json.loads, lines)}
     assert flagged == {(9, False), (5, True), (1, False)}
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for child in node.get("Plans", []) for n in _plan_nodes(child))]
+
+
+@pytest.mark.parametrize(
+    "statement", ["ESTIMATE_NOT_READY", "ESTIMATE_READY_HEADS", "ESTIMATE_READY_SAMPLE"]
+)
+def test_estimate_statements_seek_instead_of_scanning(
+    q: Queue, conn: psycopg.Connection[Any], statement: str
+) -> None:
+    """The estimate must not read the backlog row by row to find its groups.
+
+    Regression: the loose index scan once stepped with `queue > x OR (queue = x AND
+    priority < p)`, which is no range of messages_ready_idx, so every step walked the index
+    from its start and filtered (a statement timeout at 10M rows). Measured by what the
+    plan throws away, not by time: 40 groups of 600 ready rows must be found without any
+    node discarding rows by filter, and the counted rows stay within the groups' sizes.
+    """
+    for n in range(4):
+        for priority in range(1, 11):
+            bulk(conn, f"q{n}", 600, priority=priority)
+    conn.execute("VACUUM ANALYZE pgq.messages")
+    from pgq_cli import ops_queries  # the statements themselves, as health runs them
+
+    params = {"queue": None, "cap": health.EXACT_READY_CAP, "table": "pgq.messages",
+              "seed": 1, "percent": 100.0}
+    (plan,) = conn.execute(
+        b"EXPLAIN (ANALYZE, FORMAT JSON) "
+        + q._q(getattr(ops_queries, statement)).as_bytes(conn), params
+    ).fetchone()  # type: ignore[misc]
+    nodes = _plan_nodes(plan[0]["Plan"])
+    discarded = sum(int(n.get("Rows Removed by Filter", 0)) * int(n.get("Actual Loops", 1))
+                    for n in nodes)
+    assert discarded == 0, [(n["Node Type"], n.get("Filter")) for n in nodes
+                            if n.get("Rows Removed by Filter")]
+    read = sum(int(n["Actual Rows"]) * int(n["Actual Loops"]) for n in nodes
+               if n["Node Type"] in ("Index Scan", "Index Only Scan", "Seq Scan"))
+    assert read <= 3 * 24_000, read  # counting (24,000) + read_ct (24,000) + probes

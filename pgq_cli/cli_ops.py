@@ -77,11 +77,11 @@ EstimateOpt = Annotated[
     bool,
     typer.Option(
         "--estimate",
-        help="Do not read the ready backlog: ready counts above "
-        f"{health.EXACT_READY_CAP:,} per priority are sampled estimates; other states, "
-        "oldest age and expired leases stay exact. For very large tables. Says which "
-        "numbers are estimates: pgq_stats_estimated 1 (prometheus), \"estimated\": true "
-        "on those rows (--json).",
+        help="Cost independent of the table's size: counts above "
+        f"{health.EXACT_READY_CAP:,} (ready per priority; in flight, delayed or dead in "
+        "all) are estimated from a sample of the table; smaller ones, the oldest ready "
+        "age and expired leases stay exact. Says which numbers are estimates: "
+        "pgq_stats_estimated 1 (prometheus), \"estimated\": true on those rows (--json).",
     ),
 ]
 

@@ -69,9 +69,33 @@ TABLE_PAGES: LiteralString = """
 SELECT pg_relation_size(%(table)s::regclass) / current_setting('block_size')::int
 """
 
-# Everything that is not stored as 'ready', exactly, through the small partial indexes
-# (messages_due_idx, messages_dead_idx): in-flight, delayed and dead rows are few next to
-# the ready backlog, and the alert-worthy numbers (expired leases, dead letters) are here.
+# The rows not stored as 'ready' fall in three classes, each with a small partial index:
+# due (leased or delayed, vt passed: expired leases and delayed messages now ready),
+# waiting (leased or delayed, vt ahead: live leases and future delayed work) and dead.
+# How many rows each class has, counted up to %(cap)s + 1 by walking its index (no more):
+# a class within the cap is counted exactly, a larger one is sampled.
+ESTIMATE_CLASS_SIZES: LiteralString = """
+SELECT
+    (SELECT count(*) FROM (
+        SELECT 1 FROM {messages}
+        WHERE state IN ('leased', 'delayed') AND vt <= now()
+          AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+        LIMIT %(cap)s + 1) AS d) AS due,
+    (SELECT count(*) FROM (
+        SELECT 1 FROM {messages}
+        WHERE state IN ('leased', 'delayed') AND vt > now()
+          AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+        LIMIT %(cap)s + 1) AS w) AS waiting,
+    (SELECT count(*) FROM (
+        SELECT 1 FROM {messages}
+        WHERE state = 'dead'
+          AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+        LIMIT %(cap)s + 1) AS x) AS dead
+"""
+
+# The classes within the cap (%(due)s, %(waiting)s, %(dead)s say which), exactly, through
+# messages_due_idx and messages_dead_idx. The alert-worthy numbers (expired leases, dead
+# letters) are usually small, so they are usually exact.
 ESTIMATE_NOT_READY: LiteralString = (
     """
 SELECT queue,
@@ -91,10 +115,12 @@ FROM (
     FROM {messages}
     WHERE state IN ('leased', 'delayed')
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+      AND ((%(due)s AND vt <= now()) OR (%(waiting)s AND vt > now()))
     UNION ALL
     SELECT queue, priority, read_ct, enqueued_at, 'dead'
     FROM {messages}
-    WHERE state = 'dead'
+    WHERE %(dead)s
+      AND state = 'dead'
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
 ) AS m
 GROUP BY queue, priority
@@ -172,15 +198,21 @@ LATERAL (
 ) AS head
 """
 
-# For groups over the cap: a block sample of the table (TABLESAMPLE SYSTEM reads about
-# %(percent)s percent of its pages), scaled up by the caller. Also the sample's highest
-# read_ct among ready rows (a lower bound of the true maximum).
-ESTIMATE_READY_SAMPLE: LiteralString = """
-SELECT queue, priority, count(*) AS sampled, coalesce(max(read_ct), 0) AS max_read_ct
+# For whatever is over the cap: a block sample of the table (TABLESAMPLE SYSTEM reads
+# about %(percent)s percent of its pages), by stored state and whether vt has passed,
+# scaled up by the caller. Also the sample's highest read_ct (a lower bound of the true
+# maximum) and oldest message (an upper bound of the oldest age).
+ESTIMATE_SAMPLE: LiteralString = """
+SELECT queue,
+       priority,
+       state,
+       vt <= now() AS due,
+       count(*) AS sampled,
+       coalesce(max(read_ct), 0) AS max_read_ct,
+       extract(epoch FROM now() - min(enqueued_at)) AS oldest_age_s
 FROM {messages} TABLESAMPLE SYSTEM (%(percent)s) REPEATABLE (%(seed)s)
-WHERE state = 'ready'
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-GROUP BY queue, priority
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+GROUP BY queue, priority, state, vt <= now()
 """
 
 # Pause flags for the estimate (the exact STATS reads them per group itself).

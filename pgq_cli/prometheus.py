@@ -82,7 +82,7 @@ def render(
         read_ct.add(r.max_read_ct, **where)
         paused.add(1 if r.paused else 0, **where)
     estimated = _Family(
-        "pgq_stats_estimated", "1 when ready counts above the exact cap are sampled estimates."
+        "pgq_stats_estimated", "1 when some counts are estimated from a sample (stats --estimate)."
     )
     estimated.add(1 if snapshot.estimated else 0, schema=schema)
     collected = _Family(

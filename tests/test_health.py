@@ -359,7 +359,8 @@ def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    "statement", ["ESTIMATE_NOT_READY", "ESTIMATE_READY_HEADS", "ESTIMATE_READY_SAMPLE"]
+    "statement",
+    ["ESTIMATE_CLASS_SIZES", "ESTIMATE_NOT_READY", "ESTIMATE_READY_HEADS", "ESTIMATE_SAMPLE"],
 )
 def test_estimate_statements_seek_instead_of_scanning(
     q: Queue, conn: psycopg.Connection[Any], statement: str
@@ -379,7 +380,7 @@ def test_estimate_statements_seek_instead_of_scanning(
     from pgq_cli import ops_queries  # the statements themselves, as health runs them
 
     params = {"queue": None, "cap": health.EXACT_READY_CAP, "table": "pgq.messages",
-              "seed": 1, "percent": 100.0}
+              "seed": 1, "percent": 100.0, "due": True, "waiting": True, "dead": True}
     (plan,) = conn.execute(
         b"EXPLAIN (ANALYZE, FORMAT JSON) "
         + q._q(getattr(ops_queries, statement)).as_bytes(conn), params
@@ -392,3 +393,34 @@ def test_estimate_statements_seek_instead_of_scanning(
     read = sum(int(n["Actual Rows"]) * int(n["Actual Loops"]) for n in nodes
                if n["Node Type"] in ("Index Scan", "Index Only Scan", "Seq Scan"))
     assert read <= 3 * 24_000, read  # counting (24,000) + read_ct (24,000) + probes
+
+
+def test_large_in_flight_and_dead_classes_are_sampled_not_read(
+    q: Queue, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class of non-ready rows over the cap (here 12,000 live leases and 10,500 dead
+    letters) is sampled like a large ready group, and every row is flagged; small classes
+    (3 expired leases) stay exact. With the sample covering the whole table the numbers
+    are exact; with a quarter of it they are close."""
+    bulk(conn, "f", 12_000, priority=7, state="leased", vt_in=600, read_ct=1)
+    bulk(conn, "f", 10_500, priority=2, state="dead", vt_in=-60, read_ct=6)
+    bulk(conn, "f", 3, priority=7, state="leased", vt_in=-5, read_ct=3)
+    bulk(conn, "f", 40, priority=7)
+    conn.execute("ANALYZE pgq.messages")
+    whole = health.collect(q, estimate=True)
+    rows = by_group(whole.stats.rows)
+    assert whole.estimated and whole.sampled == {("f", 7), ("f", 2)}
+    assert (rows[("f", 7)].leased, rows[("f", 7)].expired, rows[("f", 7)].ready) == (
+        12_000, 3, 40)
+    assert rows[("f", 2)].dead == 10_500 and rows[("f", 2)].max_read_ct == 6
+    for key, row in by_group(health.collect(q).stats.rows).items():
+        same_except_age(row, rows[key])
+
+    pages = int(conn.execute(
+        "SELECT pg_relation_size('pgq.messages') / current_setting('block_size')::int"
+    ).fetchone()[0])  # type: ignore[index]
+    monkeypatch.setattr(health, "SAMPLE_PAGES", pages // 4)
+    part = by_group(health.collect(q, estimate=True).stats.rows)
+    assert abs(part[("f", 7)].leased - 12_000) <= 0.25 * 12_000, part[("f", 7)]
+    assert abs(part[("f", 2)].dead - 10_500) <= 0.25 * 10_500, part[("f", 2)]
+    assert (part[("f", 7)].expired, part[("f", 7)].ready) == (3, 40)

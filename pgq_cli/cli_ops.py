@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import doctor as doctor_core
+from . import estimate as estimate_core
 from . import health, prometheus, render
 from . import purge as purge_core
 from . import watch as watch_core
@@ -78,7 +79,7 @@ EstimateOpt = Annotated[
     typer.Option(
         "--estimate",
         help="Cost independent of the table's size: counts above "
-        f"{health.EXACT_READY_CAP:,} (ready per priority; in flight, delayed or dead in "
+        f"{estimate_core.EXACT_READY_CAP:,} (ready per priority; in flight, delayed or dead in "
         "all) are estimated from a sample of the table; smaller ones, the oldest ready "
         "age and expired leases stay exact. Says which numbers are estimates: "
         "pgq_stats_estimated 1 (prometheus), \"estimated\": true on those rows (--json).",

@@ -72,25 +72,26 @@ SELECT pg_relation_size(%(table)s::regclass) / current_setting('block_size')::in
 # The rows not stored as 'ready' fall in three classes, each with a small partial index:
 # due (leased or delayed, vt passed: expired leases and delayed messages now ready),
 # waiting (leased or delayed, vt ahead: live leases and future delayed work) and dead.
-# How many rows each class has, counted up to %(cap)s + 1 by walking its index (no more):
-# a class within the cap is counted exactly, a larger one is sampled.
+# How many rows each class has, counted up to %(due_limit)s (etc.) rows by walking its
+# index (no more): the caller passes the cap + 1 for a class the sample says is small (a
+# class within the cap is then counted exactly) and 0 for one it says is large.
 ESTIMATE_CLASS_SIZES: LiteralString = """
 SELECT
     (SELECT count(*) FROM (
         SELECT 1 FROM {messages}
         WHERE state IN ('leased', 'delayed') AND vt <= now()
           AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-        LIMIT %(cap)s + 1) AS d) AS due,
+        LIMIT %(due_limit)s) AS d) AS due,
     (SELECT count(*) FROM (
         SELECT 1 FROM {messages}
         WHERE state IN ('leased', 'delayed') AND vt > now()
           AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-        LIMIT %(cap)s + 1) AS w) AS waiting,
+        LIMIT %(waiting_limit)s) AS w) AS waiting,
     (SELECT count(*) FROM (
         SELECT 1 FROM {messages}
         WHERE state = 'dead'
           AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-        LIMIT %(cap)s + 1) AS x) AS dead
+        LIMIT %(dead_limit)s) AS x) AS dead
 """
 
 # The classes within the cap (%(due)s, %(waiting)s, %(dead)s say which), exactly, through
@@ -127,13 +128,10 @@ GROUP BY queue, priority
 """
 )
 
-# Ready rows per (queue, priority), without reading them all:
-# - the groups come from a loose index scan of messages_ready_idx (one probe per group);
-# - each group is counted exactly up to %(cap)s rows (cheap), with their highest read_ct,
-#   so small numbers, the ones alerts care about, are exact; more than %(cap)s says the
-#   group is over the cap;
-# - the head of each group's line (lowest msg_id, the next one claim takes) gives the
-#   oldest ready age, by one primary-key probe.
+# The groups of ready rows (queue, priority) and the head of each group's line (lowest
+# msg_id, the next one claim takes, whose age is the oldest ready age), without reading
+# the groups: a loose index scan of messages_ready_idx, one seek per group, and one seek
+# for each head.
 ESTIMATE_READY_HEADS: LiteralString = """
 WITH RECURSIVE grp AS (
     (SELECT queue, priority
@@ -171,31 +169,42 @@ WITH RECURSIVE grp AS (
 )
 SELECT grp.queue,
        grp.priority,
+       extract(epoch FROM now() - h.enqueued_at) AS age_s
+FROM grp,
+LATERAL (
+    SELECT m.enqueued_at
+    FROM {messages} AS m
+    WHERE m.state = 'ready'
+      AND m.queue = grp.queue
+      AND m.priority = grp.priority
+    ORDER BY m.queue, m.priority DESC, m.msg_id
+    LIMIT 1
+) AS h
+"""
+
+# The ready rows of the groups the sample says are small (%(queues)s[i], %(priorities)s[i]),
+# counted up to %(cap)s + 1 each (an index-only walk in msg_id order where pages are
+# all-visible), and below the cap their highest read_ct exactly.
+ESTIMATE_READY_COUNTS: LiteralString = """
+SELECT g.queue,
+       g.priority,
        upto.counted,
-       -- Below the cap the group is small: its highest read_ct exactly. Above it the
-       -- caller takes a lower bound from the sample instead of reading the group's rows.
        CASE WHEN upto.counted <= %(cap)s THEN
            (SELECT coalesce(max(r.read_ct), 0)
             FROM {messages} AS r
-            WHERE r.state = 'ready' AND r.queue = grp.queue AND r.priority = grp.priority)
-       ELSE 0 END AS max_read_ct,
-       extract(epoch FROM now() - head.enqueued_at) AS age_s
-FROM grp,
+            WHERE r.state = 'ready' AND r.queue = g.queue AND r.priority = g.priority)
+       ELSE 0 END AS max_read_ct
+FROM unnest(%(queues)s::text[], %(priorities)s::int[]) AS g(queue, priority),
 LATERAL (
-    -- msg_id order with a LIMIT: an index-only walk of messages_ready_idx (no heap reads
-    -- on all-visible pages) whose first row is the head of the line.
-    SELECT count(*) AS counted, min(c.msg_id) AS head_id
+    SELECT count(*) AS counted
     FROM (SELECT msg_id
           FROM {messages}
           WHERE state = 'ready'
-            AND queue = grp.queue
-            AND priority = grp.priority
+            AND queue = g.queue
+            AND priority = g.priority
           ORDER BY msg_id
           LIMIT %(cap)s + 1) AS c
-) AS upto,
-LATERAL (
-    SELECT h.enqueued_at FROM {messages} AS h WHERE h.msg_id = upto.head_id
-) AS head
+) AS upto
 """
 
 # For whatever is over the cap: a block sample of the table (TABLESAMPLE SYSTEM reads

@@ -24,7 +24,7 @@ from test_prometheus import (
     parse_exposition,
 )
 
-from pgq_cli import health
+from pgq_cli import estimate, health
 from pgq_cli.errors import InvalidInput
 from pgq_cli.queue import PriorityStats, Queue, QueueStats
 
@@ -287,7 +287,7 @@ def big(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     big/5: 20,000 ready + 300 due delayed (over the cap: sampled),
     big/9: exactly EXACT_READY_CAP ready (at the cap: counted),
     big/1: 5 expired leases, 3 live leases, 2 dead, 4 delayed; small/5: 7 ready."""
-    assert health.EXACT_READY_CAP == 10_000
+    assert estimate.EXACT_READY_CAP == 10_000
     bulk(conn, "big", 20_000, priority=5, read_ct=1)
     bulk(conn, "big", 300, priority=5, state="delayed", vt_in=-30, oldest_age=2000)
     bulk(conn, "big", 10_000, priority=9)
@@ -328,7 +328,7 @@ def test_estimate_from_a_sample_is_close_and_flagged(
         "SELECT pg_relation_size('pgq.messages') / current_setting('block_size')::int"
     ).fetchone()[0])  # type: ignore[index]
     assert pages > 100
-    monkeypatch.setattr(health, "SAMPLE_PAGES", pages // 4)
+    monkeypatch.setattr(estimate, "SAMPLE_PAGES", pages // 4)
     rows = by_group(health.collect(q, estimate=True).stats.rows)
     ready = rows[("big", 5)].ready
     assert ready >= 10_001 + 300 and abs(ready - 20_300) <= 0.2 * 20_300, ready
@@ -360,7 +360,8 @@ def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     "statement",
-    ["ESTIMATE_CLASS_SIZES", "ESTIMATE_NOT_READY", "ESTIMATE_READY_HEADS", "ESTIMATE_SAMPLE"],
+    ["ESTIMATE_CLASS_SIZES", "ESTIMATE_NOT_READY", "ESTIMATE_READY_HEADS",
+     "ESTIMATE_READY_COUNTS", "ESTIMATE_SAMPLE"],
 )
 def test_estimate_statements_seek_instead_of_scanning(
     q: Queue, conn: psycopg.Connection[Any], statement: str
@@ -379,8 +380,11 @@ def test_estimate_statements_seek_instead_of_scanning(
     conn.execute("VACUUM ANALYZE pgq.messages")
     from pgq_cli import ops_queries  # the statements themselves, as health runs them
 
-    params = {"queue": None, "cap": health.EXACT_READY_CAP, "table": "pgq.messages",
-              "seed": 1, "percent": 100.0, "due": True, "waiting": True, "dead": True}
+    params = {"queue": None, "cap": estimate.EXACT_READY_CAP, "table": "pgq.messages",
+              "seed": 1, "percent": 100.0, "due": True, "waiting": True, "dead": True,
+              "due_limit": 10_001, "waiting_limit": 10_001, "dead_limit": 10_001,
+              "queues": [f"q{n}" for n in range(4) for _ in range(10)],
+              "priorities": [p for _ in range(4) for p in range(1, 11)]}
     (plan,) = conn.execute(
         b"EXPLAIN (ANALYZE, FORMAT JSON) "
         + q._q(getattr(ops_queries, statement)).as_bytes(conn), params
@@ -419,7 +423,7 @@ def test_large_in_flight_and_dead_classes_are_sampled_not_read(
     pages = int(conn.execute(
         "SELECT pg_relation_size('pgq.messages') / current_setting('block_size')::int"
     ).fetchone()[0])  # type: ignore[index]
-    monkeypatch.setattr(health, "SAMPLE_PAGES", pages // 4)
+    monkeypatch.setattr(estimate, "SAMPLE_PAGES", pages // 4)
     part = by_group(health.collect(q, estimate=True).stats.rows)
     assert abs(part[("f", 7)].leased - 12_000) <= 0.25 * 12_000, part[("f", 7)]
     assert abs(part[("f", 2)].dead - 10_500) <= 0.25 * 10_500, part[("f", 2)]

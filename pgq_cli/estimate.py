@@ -15,12 +15,8 @@ plus a block sample of about `SAMPLE_PAGES` pages, whatever the table's size:
   letters, what alerts watch, are usually few and so usually exact;
 - the oldest ready age is exact (the head of each priority's line) unless the due class
   is sampled; max read_ct is exact where nothing was sampled, else a lower bound.
-`Snapshot.sampled` names the groups with an estimated number, and `Snapshot.estimated`
-says whether there is any (on a small table nothing is estimated and it is False).
-
-Thresholds. `--fail-if 'METRIC OP NUMBER'`, e.g. `oldest_ready_age>300`,
-`leased_expired>0`, `ready>=1e6`. Metrics are summed (counts) or maxed (ages, read_ct)
-over the queues and priorities collected; see `METRICS`.
+`estimate()` also names the groups with an estimated number (none on a small table).
+Measured in bench/stats_10m.py.
 """
 
 from __future__ import annotations
@@ -61,7 +57,6 @@ def _pause_lookup(q: Queue) -> Callable[[str, int], bool]:
         return whole or (below is not None and priority < below)
 
     return paused
-
 
 
 # Rows not stored as ready, by class (see ops_queries.ESTIMATE_CLASS_SIZES): the class of

@@ -138,7 +138,7 @@ def stats_emit(
     snapshot = health.collect(q, queue=queue, estimate=estimate)
     crossed = health.breaches(snapshot.stats, plan.thresholds)
     if plan.fmt is Format.json and estimate:
-        # Each row says whether its ready count is a sampled estimate.
+        # Each row says whether any of its numbers is estimated from a sample.
         rows = [
             {**r.to_json(), "estimated": (r.queue, r.priority) in snapshot.sampled}
             for r in snapshot.stats.rows

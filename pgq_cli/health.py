@@ -33,11 +33,11 @@ class Snapshot:
     """What one collection saw."""
 
     stats: QueueStats
-    # Some ready count is a sampled estimate (then `sampled` names those groups).
+    # Some count is estimated from a sample (then `sampled` names those groups).
     estimated: bool
     collected_at: float  # unix time
     duration_s: float
-    # (queue, priority) of the groups whose ready count was estimated from a sample.
+    # (queue, priority) of the groups with a number estimated from a sample.
     sampled: frozenset[tuple[str, int]] = frozenset()
 
 

@@ -19,8 +19,8 @@ import uuid
 import psycopg
 from psycopg import conninfo, sql
 
-from pgq_cli import migrate
-from pgq_cli.queue import Queue
+from pgq_cli.core import migrate
+from pgq_cli.core.queue import Queue
 
 TRIGGERS = ("messages_notify_inserted", "messages_notify_became_ready")
 

@@ -37,8 +37,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgq_cli import migrate, queries
-from pgq_cli.queue import RETURN_DUE_BATCH, Queue
+from pgq_cli.core import migrate, queries
+from pgq_cli.core.queue import RETURN_DUE_BATCH, Queue
 
 QUEUE = "peers"
 VT_S = 300.0

@@ -40,9 +40,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgq_cli import connect, health, migrate
-from pgq_cli.errors import PgqError
-from pgq_cli.queue import Queue
+from pgq_cli.core import connect, migrate
+from pgq_cli.core.errors import PgqError
+from pgq_cli.core.queue import Queue
+from pgq_cli.ops import thresholds as health
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CHUNK = 1_000_000
@@ -204,8 +205,9 @@ def _revision() -> str:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
                               capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "pgq_cli/health.py", "pgq_cli/ops_queries.py",
-             "pgq_cli/prometheus.py", "pgq_cli/queue.py", "pgq_cli/queries.py"],
+            ["git", "status", "--porcelain", "--", "pgq_cli/ops/thresholds.py",
+             "pgq_cli/ops/queries.py", "pgq_cli/ops/prometheus.py", "pgq_cli/core/queue.py",
+             "pgq_cli/core/queries.py"],
             cwd=root, check=True, capture_output=True, text=True,
         ).stdout.split("\n")
     except (OSError, subprocess.CalledProcessError):

@@ -27,10 +27,10 @@ import pytest
 from psycopg import conninfo, sql
 from typer.testing import CliRunner
 
-from pgq_cli import migrate
-from pgq_cli.cli import app
-from pgq_cli.queue import Queue
-from pgq_cli.session import state
+from pgq_cli.cli.boundary import state
+from pgq_cli.cli.commands import app
+from pgq_cli.core import migrate
+from pgq_cli.core.queue import Queue
 
 # Variables that would steer pgq or libpq away from the test database.
 SCRUBBED_ENV = ("DATABASE_URL", "PGHOST", "PGHOSTADDR", "PGSERVICE", "PGPORT", "PGDATABASE",

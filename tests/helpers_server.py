@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo, sql
 
-from pgq_cli import migrate
+from pgq_cli.core import migrate
 
 
 class RestartableServer:

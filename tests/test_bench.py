@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 from conftest import Cli
 
-from pgq_cli import bench
-from pgq_cli.errors import PgqError
-from pgq_cli.queue import Queue
+from pgq_cli.bench import runner as bench
+from pgq_cli.core.errors import PgqError
+from pgq_cli.core.queue import Queue
 
 TINY = ("--inflight", "0,500", "--samples", "20", "--messages", "200", "--consumers", "2",
         "--ready", "100")

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from conftest import Cli
 
-from pgq_cli.queue import Message, Queue
+from pgq_cli.core.queue import Message, Queue
 
 # (label, priority) in the order they are sent; "old" is sent before "new".
 SENT = [("one", 1), ("three-old", 3), ("nine", 9), ("three-new", 3), ("seven", 7)]

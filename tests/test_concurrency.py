@@ -17,9 +17,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgq_cli import queue as core
-from pgq_cli.errors import NothingDone
-from pgq_cli.queue import Queue
+from pgq_cli.core import queue as core
+from pgq_cli.core.errors import NothingDone
+from pgq_cli.core.queue import Queue
 
 INITIAL = 400
 SENDERS = 2

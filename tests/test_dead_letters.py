@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgq_cli import settings
-from pgq_cli.durations import parse_duration
-from pgq_cli.errors import InvalidInput
-from pgq_cli.queue import Queue
+from pgq_cli.core import settings
+from pgq_cli.core.durations import parse_duration
+from pgq_cli.core.errors import InvalidInput
+from pgq_cli.core.queue import Queue
 
 
 def expire(conn: psycopg.Connection[Any], *ids: int) -> None:

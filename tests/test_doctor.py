@@ -18,8 +18,9 @@ import pytest
 from conftest import Cli
 from psycopg import conninfo, sql
 
-from pgq_cli import doctor, grants, migrate
-from pgq_cli.queue import Queue
+from pgq_cli.core import migrate
+from pgq_cli.core.queue import Queue
+from pgq_cli.ops import doctor, grants
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
 CHECKS = ["schema", "indexes", "claim_plan", "vacuum", "bloat", "xmin_horizon", "expired_leases"]

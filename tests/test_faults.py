@@ -19,8 +19,8 @@ import pytest
 from conftest import Cli
 from helpers_server import RestartableServer
 
-from pgq_cli.errors import ConnectFailed
-from pgq_cli.queue import Queue
+from pgq_cli.core.errors import ConnectFailed
+from pgq_cli.core.queue import Queue
 
 
 def _rows(conn: psycopg.Connection[Any], ids: list[int]) -> dict[int, tuple[Any, ...]]:

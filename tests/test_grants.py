@@ -14,8 +14,8 @@ import pytest
 from conftest import Cli
 from psycopg import conninfo, sql
 
-from pgq_cli import grants
-from pgq_cli.queue import Queue
+from pgq_cli.core.queue import Queue
+from pgq_cli.ops import grants
 
 # Queue settings (queue config, pause, resume) and migrate stay with the schema owner.
 # purge needs DELETE, which the consumer holds anyway (ack is a DELETE); a dry run only
@@ -69,7 +69,7 @@ def test_every_schema_object_is_covered_by_the_grants(conn: psycopg.Connection[A
         """
     ).fetchall()
     in_schema = {r[0] for r in rows}
-    assert in_schema - grants.mentioned_objects() == set(), "grant these in pgq_cli/grants.py"
+    assert in_schema - grants.mentioned_objects() == set(), "grant these in pgq_cli/ops/grants.py"
     assert grants.mentioned_objects() - in_schema == set(), "grants.py names a missing object"
 
 

@@ -1,4 +1,4 @@
-"""`pgq stats --fail-if` thresholds and `--estimate` collection (pgq_cli/health.py).
+"""`pgq stats --fail-if` thresholds and `--estimate` collection (pgq_cli/ops/thresholds.py).
 
 The small dataset is the one of test_prometheus (two queues, every state, known ages and
 delivery counts). Its metrics: ready 5, leased 2, leased_expired 1, delayed 1, dead 1,
@@ -24,9 +24,10 @@ from test_prometheus import (
     parse_exposition,
 )
 
-from pgq_cli import estimate, health
-from pgq_cli.errors import InvalidInput
-from pgq_cli.queue import PriorityStats, Queue, QueueStats
+from pgq_cli.core.errors import InvalidInput
+from pgq_cli.core.queue import PriorityStats, Queue, QueueStats
+from pgq_cli.ops import estimate
+from pgq_cli.ops import thresholds as health
 
 UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:1/x?connect_timeout=3"
 
@@ -378,7 +379,7 @@ def test_estimate_statements_seek_instead_of_scanning(
         for priority in range(1, 11):
             bulk(conn, f"q{n}", 600, priority=priority)
     conn.execute("VACUUM ANALYZE pgq.messages")
-    from pgq_cli import ops_queries  # the statements themselves, as health runs them
+    from pgq_cli.ops import queries as ops_queries  # the statements themselves, as health runs them
 
     params = {"queue": None, "cap": estimate.EXACT_READY_CAP, "table": "pgq.messages",
               "seed": 1, "percent": 100.0, "due": True, "waiting": True, "dead": True,

@@ -15,7 +15,7 @@ from conftest import Cli, CliResult
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pgq_cli.queue import MAX_PAYLOAD_BYTES, QUEUE_NAME, Queue
+from pgq_cli.core.queue import MAX_PAYLOAD_BYTES, QUEUE_NAME, Queue
 
 HYPOTHESIS = settings(max_examples=150, deadline=None, database=None,
                       suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -160,7 +160,7 @@ def test_the_database_check_caps_payload_size_for_other_writers(
             (at_cap + "x",),
         )
     assert raised.value.diag.constraint_name == "messages_payload_size"
-    from pgq_cli.errors import BadPayload
+    from pgq_cli.core.errors import BadPayload
     with pytest.raises(BadPayload):
         q.send(json.dumps({"p": at_cap + "x"}))
 
@@ -221,7 +221,7 @@ def test_unreachable_port_exits_69(cli: Cli) -> None:
 
 
 def test_unroutable_host_exits_69_within_the_connect_timeout(cli: Cli) -> None:
-    from pgq_cli.connect import DEFAULT_CONNECT_TIMEOUT_S
+    from pgq_cli.core.connect import DEFAULT_CONNECT_TIMEOUT_S
 
     started = time.monotonic()
     # 192.0.2.0/24 is TEST-NET-1: never routed, so the connect can only time out or fail.

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from conftest import Cli
 
-from pgq_cli.errors import NotFound, StaleLease
-from pgq_cli.queue import Queue
+from pgq_cli.core.errors import NotFound, StaleLease
+from pgq_cli.core.queue import Queue
 
 ROW = "SELECT state, vt, read_ct, lease, priority, payload FROM pgq.messages WHERE msg_id = %s"
 

@@ -1,4 +1,4 @@
-"""The library API (`pgq_cli.queue.Queue`) on its own: no CLI, no printing, no Typer/rich,
+"""The library API (`pgq_cli.core.queue.Queue`) on its own: no CLI, no printing, no Typer/rich,
 frozen dataclasses, validation before SQL, and the error family at its edge.
 """
 
@@ -13,14 +13,20 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgq_cli import queue as core
-from pgq_cli.errors import BadPayload, InvalidInput, NotFound, SchemaMissing
-from pgq_cli.queue import Message, Queue
+from pgq_cli.core import queue as core
+from pgq_cli.core.errors import BadPayload, InvalidInput, NotFound, SchemaMissing
+from pgq_cli.core.queue import Message, Queue
 
 
 @pytest.mark.parametrize(
     "module",
-    ["pgq_cli.queue", "pgq_cli.queries", "pgq_cli.errors", "pgq_cli.migrate", "pgq_cli.connect"],
+    [
+        "pgq_cli.core.queue",
+        "pgq_cli.core.queries",
+        "pgq_cli.core.errors",
+        "pgq_cli.core.migrate",
+        "pgq_cli.core.connect",
+    ],
 )
 def test_core_modules_do_not_import_typer_or_rich(module: str) -> None:
     code = (
@@ -34,7 +40,7 @@ def test_core_modules_do_not_import_typer_or_rich(module: str) -> None:
 
 def test_the_check_in_the_brief_passes_verbatim() -> None:
     code = (
-        "import pgq_cli.queue, sys; "
+        "import pgq_cli.core.queue, sys; "
         "assert 'typer' not in sys.modules and 'rich' not in sys.modules"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

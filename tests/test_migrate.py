@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from conftest import Cli
 
-from pgq_cli import migrate as migrator
+from pgq_cli.core import migrate as migrator
 
 UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:9/postgres?connect_timeout=3"
 FILES = migrator.available()

@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgq_cli import settings
-from pgq_cli.queue import Queue
+from pgq_cli.core import settings
+from pgq_cli.core.queue import Queue
 
 
 def fill(q: Queue, queue: str, priorities: list[int]) -> list[int]:

@@ -26,8 +26,9 @@ import psycopg
 import pytest
 from conftest import Cli
 
-from pgq_cli import health, prometheus
-from pgq_cli.queue import PriorityStats, QueueStats
+from pgq_cli.core.queue import PriorityStats, QueueStats
+from pgq_cli.ops import prometheus
+from pgq_cli.ops import thresholds as health
 
 UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:1/x?connect_timeout=3"
 

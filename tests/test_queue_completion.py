@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from pgq_cli import completion, settings
-from pgq_cli.completion import complete_queue
-from pgq_cli.queue import Queue
+from pgq_cli.cli import completion
+from pgq_cli.cli.completion import complete_queue
+from pgq_cli.core import settings
+from pgq_cli.core.queue import Queue
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"
 

@@ -9,8 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgq_cli import settings
-from pgq_cli.queue import Queue
+from pgq_cli.core import settings
+from pgq_cli.core.queue import Queue
 
 
 def test_queues_lists_settings_and_depth(q: Queue, conn: Any, cli: Any) -> None:

@@ -1,5 +1,5 @@
 """The database's own guards and shape: CHECK constraints that agree with the code's bounds
-(read from pgq_cli.queue, so the two cannot drift), the claim's partial indexes, storage
+(read from pgq_cli.core.queue, so the two cannot drift), the claim's partial indexes, storage
 parameters, and no enum types.
 """
 
@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from psycopg import errors as pgerrors
 
-from pgq_cli import queue as core
-from pgq_cli.errors import InvalidInput
+from pgq_cli.core import queue as core
+from pgq_cli.core.errors import InvalidInput
 
 INSERT = "INSERT INTO pgq.messages (queue, priority, payload) VALUES (%s, %s, '{}')"
 

@@ -1,6 +1,6 @@
 """The shortest end-to-end path through the library and the CLI."""
 
-from pgq_cli.queue import Queue
+from pgq_cli.core.queue import Queue
 
 
 def test_send_claim_ack_roundtrip(q: Queue) -> None:

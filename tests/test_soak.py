@@ -61,8 +61,8 @@ CREATE TABLE soak_done (
 
 def consume(dsn: str, worker: str) -> None:
     """One consumer process: claim -> work -> ack until the queue is empty."""
-    from pgq_cli.errors import ConnectFailed, NotFound, StaleLease, Temporary
-    from pgq_cli.queue import Queue
+    from pgq_cli.core.errors import ConnectFailed, NotFound, StaleLease, Temporary
+    from pgq_cli.core.queue import Queue
 
     claim_conn: psycopg.Connection[Any] | None = None
     work_conn: psycopg.Connection[Any] | None = None
@@ -144,7 +144,7 @@ def _scalar(dsn: str, query: str) -> Any:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_soak_with_killed_consumers_and_two_server_restarts(soak_server: Any) -> None:
-    from pgq_cli.queue import Queue
+    from pgq_cli.core.queue import Queue
 
     total = SOAK_MESSAGES
     dsn = soak_server.migrated_database()

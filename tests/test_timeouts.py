@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from conftest import Cli
 
-from pgq_cli import migrate
+from pgq_cli.core import migrate
 
 LOCK_TIMEOUT_MS = 1000
 

@@ -17,9 +17,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgq_cli import settings
-from pgq_cli.queue import Queue
-from pgq_cli.waiting import claim_wait
+from pgq_cli.core import settings
+from pgq_cli.core.queue import Queue
+from pgq_cli.core.waiting import claim_wait
 
 LONG_WAIT_S = 30.0  # a waiter that runs this long was not woken
 

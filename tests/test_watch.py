@@ -22,8 +22,8 @@ import psycopg
 import pytest
 from conftest import Cli
 
-from pgq_cli import watch
-from pgq_cli.queue import Queue
+from pgq_cli.core.queue import Queue
+from pgq_cli.ops import watch
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
 # The columns of `pgq stats`, which the plain (pipe) frame repeats under its summary line.

@@ -32,9 +32,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from . import health, ops_queries, render
-from .errors import translated
-from .queue import MAX_PRIORITY, Queue, QueueStats
+from ..cli import output as render
+from ..core.errors import translated
+from ..core.queue import MAX_PRIORITY, Queue, QueueStats
+from . import queries as ops_queries
+from . import thresholds as health
 
 # Above this many rows (planner statistics) watch estimates instead of counting, so that a
 # refresh every second stays cheap; `--exact` / `--estimate` override it.

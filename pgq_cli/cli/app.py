@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from . import __version__
-from .session import state, usage_error
+from .. import __version__
+from .boundary import state, usage_error
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 unexpected failure; 2 usage or invalid input; 3 nothing done that "

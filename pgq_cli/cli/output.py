@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from tabulate import tabulate
 
-from .migrate import MigrationStatus
-from .queue import MAX_PRIORITY, Message, QueueStats
+from ..core.migrate import MigrationStatus
+from ..core.queue import MAX_PRIORITY, Message, QueueStats
 
 
 class Format(StrEnum):

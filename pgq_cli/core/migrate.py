@@ -54,7 +54,7 @@ class MigrationStatus:
 
 
 def _sql_dir() -> Path:
-    checkout = Path(__file__).resolve().parent.parent / "sql"
+    checkout = Path(__file__).resolve().parents[2] / "sql"
     if checkout.is_dir():  # running from a source checkout (editable install)
         return checkout
     return Path(str(resources.files("pgq_cli") / "sql"))

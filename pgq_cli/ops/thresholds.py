@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.durations import parse_duration
+from ..core.errors import InvalidInput
+from ..core.queue import PriorityStats, Queue, QueueStats, check_queue
 from . import estimate as estimate_module
-from .durations import parse_duration
-from .errors import InvalidInput
-from .queue import PriorityStats, Queue, QueueStats, check_queue
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
-from . import ops_queries
-from .errors import translated
-from .queue import PriorityStats, Queue, QueueStats, check_queue
+from ..core.errors import translated
+from ..core.queue import PriorityStats, Queue, QueueStats, check_queue
+from . import queries as ops_queries
 
 # Ready rows counted exactly per queue and priority, and other rows per class, before
 # estimating.

@@ -13,14 +13,14 @@ import sys
 import time
 import uuid
 
-from . import migrate as migrator
-from . import queue as core
-from . import render
+from ..core import migrate as migrator
+from ..core import queue as core
+from ..core.errors import PgqError, StaleLease
+from . import output as render
 from .app import app
-from .errors import PgqError, StaleLease
+from .boundary import session
 from .options import DsnOpt, SchemaOpt
-from .render import Format
-from .session import session
+from .output import Format
 
 # (priority, payload), deliberately sent out of priority order.
 DEMO_MESSAGES: tuple[tuple[int, dict[str, str]], ...] = (

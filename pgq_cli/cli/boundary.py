@@ -19,9 +19,9 @@ import psycopg
 import typer
 from rich.console import Console
 
-from . import connect
-from .errors import ExitCode, PgqError, redact, translate
-from .queue import DEFAULT_SCHEMA, Queue
+from ..core import connect
+from ..core.errors import ExitCode, PgqError, redact, translate
+from ..core.queue import DEFAULT_SCHEMA, Queue
 
 # stderr is talk: status lines, warnings, errors. Never data.
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import ConfigError, InvalidInput
-from .health import Breach, Snapshot
+from ..core.errors import ConfigError, InvalidInput
+from .thresholds import Breach, Snapshot
 
 DEFAULT_FILENAME = "pgq.prom"
 STATES = ("ready", "leased", "expired", "delayed", "dead")

@@ -9,14 +9,14 @@ from typing import Annotated
 
 import typer
 
-from . import queue as core
-from . import render
-from . import settings as core_settings
+from ..core import queue as core
+from ..core import settings as core_settings
+from ..core.errors import InvalidInput
+from . import output as render
 from .app import app
-from .errors import InvalidInput
+from .boundary import boundary, say, session
 from .options import DsnOpt, FormatOpt, JsonOpt, QueueArg, SchemaOpt
-from .render import Format
-from .session import boundary, say, session
+from .output import Format
 
 queue_app = typer.Typer(
     name="queue",

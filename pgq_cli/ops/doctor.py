@@ -17,9 +17,10 @@ from typing import Any, LiteralString
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from . import migrate, ops_queries, queries
-from .errors import SchemaMissing, translated
-from .queue import DEFAULT_QUEUE, Queue, check_queue
+from ..core import migrate, queries
+from ..core.errors import SchemaMissing, translated
+from ..core.queue import DEFAULT_QUEUE, Queue, check_queue
+from . import queries as ops_queries
 
 SEVERITIES = ("ok", "info", "warning", "serious")
 

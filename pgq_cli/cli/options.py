@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .completion import complete_queue
-from .render import Format
+from .output import Format
 
 DsnOpt = Annotated[
     str,

@@ -18,18 +18,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import doctor as doctor_core
-from . import estimate as estimate_core
-from . import health, prometheus, render
-from . import purge as purge_core
-from . import watch as watch_core
+from ..core.durations import parse_duration
+from ..core.errors import ExitCode, InvalidInput
+from ..core.queue import DEFAULT_QUEUE, DEFAULT_SCHEMA, Queue, check_queue
+from ..ops import doctor as doctor_core
+from ..ops import estimate as estimate_core
+from ..ops import prometheus
+from ..ops import purge as purge_core
+from ..ops import thresholds as health
+from ..ops import watch as watch_core
+from . import output as render
 from .app import app
-from .durations import parse_duration
-from .errors import ExitCode, InvalidInput
+from .boundary import boundary, say, session
 from .options import DsnOpt, FormatOpt, JsonOpt, SchemaOpt, StatementTimeoutOpt
-from .queue import DEFAULT_QUEUE, DEFAULT_SCHEMA, Queue, check_queue
-from .render import Format
-from .session import boundary, say, session
+from .output import Format
 
 PURGE_STATEMENT_TIMEOUT_MS = 60_000
 DEFAULT_TEXTFILE_NAME = prometheus.DEFAULT_FILENAME

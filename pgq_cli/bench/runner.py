@@ -27,10 +27,11 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg import sql
 
-from . import bench_sql, queries
-from . import migrate as migrator
-from .errors import NothingDone, PgqError, translated
-from .queue import MAX_PRIORITY, MIN_PRIORITY, Queue
+from ..core import migrate as migrator
+from ..core import queries
+from ..core.errors import NothingDone, PgqError, translated
+from ..core.queue import MAX_PRIORITY, MIN_PRIORITY, Queue
+from . import schema as bench_sql
 
 DEFAULT_INFLIGHT = (0, 10_000, 100_000, 1_000_000)
 BENCH_QUEUE = "bench"

@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 import typer
 
-from . import connect
-from .queue import DEFAULT_SCHEMA, Queue
+from ..core import connect
+from ..core.queue import DEFAULT_SCHEMA, Queue
 
 CONNECT_TIMEOUT_S = 2  # libpq's minimum
 STATEMENT_TIMEOUT_MS = 1000
@@ -44,7 +44,7 @@ def queue_names_from(dsn: str | None, schema: str, prefix: str) -> list[str]:
                         " set_config('statement_timeout', %s, false)",
                         (f"{STATEMENT_TIMEOUT_MS}ms",),
                     )
-                    from .settings import queue_names
+                    from ..core.settings import queue_names
 
                     found.extend(queue_names(Queue(conn, schema), prefix))
         except Exception:

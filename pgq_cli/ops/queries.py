@@ -8,7 +8,7 @@ hold: `{messages}` and `{queues}` stand for the schema-qualified tables, filled 
 
 from typing import LiteralString
 
-from .queries import EFFECTIVE_STATE
+from ..core.queries import EFFECTIVE_STATE
 
 # ----------------------------------------------------------------------------- purge
 

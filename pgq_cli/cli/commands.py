@@ -12,20 +12,25 @@ from typing import Annotated
 
 import typer
 
+from ..core import migrate as migrator
+from ..core import queue as core
+from ..core import waiting
+from ..core.durations import parse_duration
+from ..core.errors import EmptyClaim, InvalidInput, NothingDone
+from ..ops.grants import DEFAULT_ROLE_PREFIX, grant_sql
 from . import (
-    cli_bench,  # noqa: F401  registers pgq bench
-    cli_demo,  # noqa: F401  registers pgq demo
-    cli_ops,  # registers pgq purge, watch, doctor; health options of stats
-    cli_queues,  # noqa: F401  registers pgq queue config, pause, resume, queues
-    render,
-    waiting,
+    bench as cli_bench,  # noqa: F401  registers pgq bench
 )
-from . import migrate as migrator
-from . import queue as core
+from . import (
+    demo as cli_demo,  # noqa: F401  registers pgq demo
+)
+from . import ops as cli_ops  # registers pgq purge, watch, doctor; health options of stats
+from . import output as render
+from . import (
+    queues as cli_queues,  # noqa: F401  registers pgq queue config, pause, resume, queues
+)
 from .app import app
-from .durations import parse_duration
-from .errors import EmptyClaim, InvalidInput, NothingDone
-from .grants import DEFAULT_ROLE_PREFIX, grant_sql
+from .boundary import boundary, say, session
 from .options import (
     DsnOpt,
     FormatOpt,
@@ -37,8 +42,7 @@ from .options import (
     SchemaOpt,
     StatementTimeoutOpt,
 )
-from .render import Format
-from .session import boundary, say, session
+from .output import Format
 
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 MIGRATE_LOCK_TIMEOUT_MS = 3_000

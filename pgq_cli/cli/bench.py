@@ -22,11 +22,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from tabulate import tabulate
 
-from . import bench, connect
+from ..bench import runner as bench
+from ..core import connect
+from ..core.errors import ExitCode, InvalidInput, PgqError
 from .app import app
-from .errors import ExitCode, InvalidInput, PgqError
+from .boundary import boundary, open_target, say
 from .options import DsnOpt, JsonOpt
-from .session import boundary, open_target, say
 
 
 class ClaimNotExact(PgqError):

@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import ops_queries
-from .errors import InvalidInput, translated
-from .queue import STATES, Queue, check_age, check_queue, check_seconds
+from ..core.errors import InvalidInput, translated
+from ..core.queue import STATES, Queue, check_age, check_queue, check_seconds
+from . import queries as ops_queries
 
 DEFAULT_BATCH = 1000
 MAX_BATCH = 100_000

@@ -75,14 +75,14 @@ def claim_wait(
             remaining = deadline - time.monotonic()
             if found or remaining <= 0:
                 return found
-            _sleep_until_woken(q, queue, min(remaining, poll, _next_due_s(q, queue)))
+            sleep_until_woken(q, queue, min(remaining, poll, next_due_s(q, queue)))
     finally:
         if not q.conn.closed:
             with translated():
                 q.conn.execute(sql.SQL("UNLISTEN {}").format(channel))
 
 
-def _next_due_s(q: Queue, queue: str) -> float:
+def next_due_s(q: Queue, queue: str) -> float:
     """Seconds until the queue's next leased/delayed message comes due (inf: none)."""
     with translated():
         row = q.conn.execute(q._q(queries.NEXT_DUE), {"queue": queue}).fetchone()
@@ -92,10 +92,13 @@ def _next_due_s(q: Queue, queue: str) -> float:
     return max(float(row[0]) + 0.005, MIN_SLEEP_S)
 
 
-def _sleep_until_woken(q: Queue, queue: str, timeout: float) -> None:
-    """Block until a NOTIFY for `queue` arrives or `timeout` seconds pass."""
+def sleep_until_woken(q: Queue, queue: str, timeout: float) -> bool:
+    """Block until a NOTIFY for `queue` arrives (True) or `timeout` seconds pass (False).
+
+    The connection must LISTEN on `q.notify_channel` already."""
     timeout = max(timeout, MIN_SLEEP_S)
     with translated():
         for notify in q.conn.notifies(timeout=timeout):
             if notify.payload == queue:
-                return
+                return True
+    return False

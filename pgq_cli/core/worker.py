@@ -31,8 +31,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass
 from typing import Any
@@ -324,28 +325,36 @@ class Worker:
     def _run_batch(self, batch: list[Message], pool: ThreadPoolExecutor) -> list[Outcome]:
         """Run the handler on every message of the batch; return their outcomes.
 
-        When the loop is told to stop, messages not yet started are given back at once
-        (released: read_ct as before) while started ones finish."""
-        if len(batch) == 1:
+        Up to `concurrency` runners take messages from the batch in claim order. When the
+        loop is told to stop, messages no runner has taken yet are given back at once
+        (released: read_ct as before) while the running ones finish."""
+        if len(batch) == 1:  # nothing can wait its turn: run it on this thread
             if self._should_stop():
                 return [Outcome(batch[0], "release")]
             return [self._handle(batch[0])]
-        futures: dict[Future[Outcome], Message] = {
-            pool.submit(self._handle, message): message for message in batch
-        }
+        unstarted = deque(batch)
+        unstarted_lock = threading.Lock()
         outcomes: list[Outcome] = []
-        pending: set[Future[Outcome]] = set(futures)
+
+        def runner() -> None:
+            while True:
+                with unstarted_lock:
+                    if not unstarted:
+                        return
+                    message = unstarted.popleft()
+                outcomes.append(self._handle(message))
+
+        runners = [pool.submit(runner) for _ in range(min(self.concurrency, len(batch)))]
         released = False
-        while pending:
-            done, pending = wait_for_futures(
-                pending, timeout=STOP_CHECK_S, return_when=FIRST_COMPLETED
-            )
-            outcomes.extend(future.result() for future in done if not future.cancelled())
+        while wait_for_futures(runners, timeout=STOP_CHECK_S).not_done:
             if not released and self._should_stop():
                 released = True
-                cancelled = {future for future in pending if future.cancel()}
-                pending -= cancelled
-                self._release_now([futures[future] for future in cancelled], outcomes)
+                with unstarted_lock:
+                    never_started = list(unstarted)
+                    unstarted.clear()
+                self._release_now(never_started, outcomes)
+        for finished in runners:
+            finished.result()  # a BaseException in a handler thread ends the loop here
         return outcomes
 
     def _release_now(self, messages: list[Message], outcomes: list[Outcome]) -> None:

@@ -27,7 +27,7 @@ EXIT_CODES_HELP = (
 # The order `pgq --help` lists commands in: the everyday loop first, then operations.
 # Commands register from several modules, so import order would otherwise decide.
 COMMAND_ORDER = (
-    "demo", "migrate", "send", "claim", "peek", "ack", "requeue", "extend", "stats",
+    "demo", "migrate", "send", "claim", "work", "peek", "ack", "requeue", "extend", "stats",
     "queues", "queue", "pause", "resume", "purge", "watch", "doctor", "bench",
 )
 

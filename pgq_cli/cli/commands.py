@@ -29,6 +29,7 @@ from . import output as render
 from . import (
     queues as cli_queues,  # noqa: F401  registers pgq queue config, pause, resume, queues
 )
+from . import work as cli_work  # noqa: F401  registers pgq work
 from .app import app
 from .boundary import boundary, say, session
 from .options import (

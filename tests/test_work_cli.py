@@ -299,3 +299,101 @@ def test_bad_input_exits_2_before_connecting(
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+# ----------------------------------------------------------------------------- ack - / requeue -
+
+
+def _claim_json(pgq_bin: str, dsn: str, qty: int) -> str:
+    result = _pgq(pgq_bin, dsn, "claim", "-q", QUEUE, "-n", str(qty), "--json", "--vt", "300")
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _pipe(pgq_bin: str, dsn: str, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PGQ_DSN": dsn}
+    return subprocess.run([pgq_bin, *args], input=stdin, capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def test_claim_json_piped_into_ack_dash_acks_each_with_its_own_lease(
+    pgq_bin: str, db_dsn: str, q: Queue
+) -> None:
+    ids = [q.send("{}", queue=QUEUE) for _ in range(3)]
+    env = {**os.environ, "PGQ_DSN": db_dsn, "PGQ": pgq_bin}
+    result = subprocess.run(
+        ["sh", "-c", f'"$PGQ" claim -q {QUEUE} -n 3 --json | "$PGQ" ack -'],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(i) for i in ids]
+    assert _rows(q.conn) == []
+
+
+def test_ack_dash_leaves_a_stale_lease_alone_acks_the_rest_and_exits_3(
+    pgq_bin: str, db_dsn: str, q: Queue
+) -> None:
+    first, second = (q.send("{}", queue=QUEUE) for _ in range(2))
+    lines = _claim_json(pgq_bin, db_dsn, 2)
+    # The first lease runs out and someone else claims the message.
+    q.conn.execute("UPDATE pgq.messages SET vt = now() - interval '1 s' WHERE msg_id = %s",
+                   (first,))
+    (stolen,) = q.claim(queue=QUEUE, vt=300)
+    assert stolen.msg_id == first
+    result = _pipe(pgq_bin, db_dsn, lines, "ack", "-")
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.split() == [str(second)]
+    assert "lease is not current" in result.stderr
+    assert _rows(q.conn) == [(first, "leased", 2)]
+
+
+def test_requeue_dash_gives_each_back_with_its_own_lease(
+    pgq_bin: str, db_dsn: str, q: Queue
+) -> None:
+    ids = [q.send("{}", queue=QUEUE) for _ in range(2)]
+    lines = _claim_json(pgq_bin, db_dsn, 2)
+    result = _pipe(pgq_bin, db_dsn, lines, "requeue", "-", "--delay", "60")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(i) for i in ids]
+    assert _rows(q.conn) == [(i, "delayed", 1) for i in ids]
+
+
+@pytest.mark.parametrize("command", ["ack", "requeue"])
+def test_a_bad_stdin_line_exits_2_and_nothing_is_done(
+    pgq_bin: str, db_dsn: str, q: Queue, command: str
+) -> None:
+    ids = [q.send("{}", queue=QUEUE) for _ in range(2)]
+    lines = _claim_json(pgq_bin, db_dsn, 1) + "not json\n"
+    result = _pipe(pgq_bin, db_dsn, lines, command, "-")
+    assert result.returncode == 2, result.stderr
+    assert "stdin line 2 is not JSON" in result.stderr
+    assert result.stdout == ""
+    assert _rows(q.conn) == [(ids[0], "leased", 1), (ids[1], "ready", 0)]
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "says"),
+    [
+        (["ack", "-", "--lease", "00000000-0000-0000-0000-000000000000"], "", "--lease cannot"),
+        (["requeue", "-", "--lease", "00000000-0000-0000-0000-000000000000"], "",
+         "--lease cannot"),
+        (["ack", "-", "7"], "", "not both"),
+        (["ack", "-"], '{"msg_id": 7, "lease": null}\n', "has no lease"),
+        (["ack", "-"], '{"lease": "x"}\n', "has no msg_id"),
+    ],
+)
+def test_dash_misuse_exits_2_before_connecting(
+    pgq_bin: str, args: list[str], stdin: str, says: str
+) -> None:
+    result = _pipe(pgq_bin, "postgresql://postgres@127.0.0.1:1/none", stdin, *args)
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ack_dash_with_nothing_on_stdin_does_nothing_and_exits_0(
+    pgq_bin: str, db_dsn: str, q: Queue
+) -> None:
+    msg_id = q.send("{}", queue=QUEUE)
+    result = _pipe(pgq_bin, db_dsn, "", "ack", "-")
+    assert (result.returncode, result.stdout) == (0, "")
+    assert _rows(q.conn) == [(msg_id, "ready", 0)]

@@ -26,6 +26,7 @@ from . import (
 )
 from . import ops as cli_ops  # registers pgq purge, watch, doctor; health options of stats
 from . import output as render
+from . import pipeline
 from . import (
     queues as cli_queues,  # noqa: F401  registers pgq queue config, pause, resume, queues
 )
@@ -252,7 +253,13 @@ def peek(
         render.messages(q.peek(queue=queue, limit=limit, state=state), fmt, title=queue)
 
 
-MsgIdsArg = Annotated[list[int], typer.Argument(help="Message ids.", show_default=False)]
+MsgIdsArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Message ids, or - to read `claim --json` lines from stdin (each with its lease).",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
@@ -263,16 +270,27 @@ def ack(
     schema: SchemaOpt = core.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
-    """Acknowledge (delete) messages. Exit 3 if an id is unknown or its lease is stale."""
+    """Acknowledge (delete) messages. Exit 3 if an id is unknown or its lease is stale.
+
+    `pgq claim --json | ... | pgq ack -` acks each claimed message with its own lease.
+    """
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
-        core.check_ids(msg_ids)
+        ids = pipeline.parse_ids(msg_ids, lease)
         core.check_lease(lease)
+        claimed = pipeline.read_claimed(sys.stdin) if ids is None else []
     with session("ack", dsn, schema) as q:
         try:
-            acked = q.ack(msg_ids, lease=lease)
+            if ids is None:
+                done, refused = pipeline.each(claimed, lambda m: q.ack([m.msg_id], lease=m.lease))
+                render.ids(sorted(m.msg_id for m, _ in done), fmt)
+                if refused:
+                    raise refused
+                return
+            acked = q.ack(ids, lease=lease)
         except NothingDone as exc:
-            render.ids(exc.done, fmt)  # those were acked all the same
+            if ids is not None:
+                render.ids(exc.done, fmt)  # those were acked all the same
             raise
         render.ids(acked, fmt)
 
@@ -280,7 +298,12 @@ def ack(
 @app.command()
 def requeue(
     msg_ids: Annotated[
-        list[int] | None, typer.Argument(help="Message ids.", show_default=False)
+        list[str] | None,
+        typer.Argument(
+            help="Message ids, or - to read `claim --json` lines from stdin (each with its "
+            "lease).",
+            show_default=False,
+        ),
     ] = None,
     lease: LeaseOpt = None,
     delay: Annotated[
@@ -331,11 +354,15 @@ def requeue(
             raise InvalidInput("give MSG_IDs, --expired or --dead")
         if queue is not None:
             core.check_queue(queue)
+        ids: list[int] | None = []
+        claimed: list[pipeline.Leased] = []
         if msg_ids:
-            core.check_ids(msg_ids)
+            ids = pipeline.parse_ids(msg_ids, lease)
             core.check_lease(lease)
             core.check_seconds(delay, "delay")
         age = _check_redrive(dead, older_than, limit, all_dead, has_queue=queue is not None)
+        if ids is None:
+            claimed = pipeline.read_claimed(sys.stdin)
     with session("requeue", dsn, schema) as q:
         if expired:
             count = q.requeue_expired(queue=queue)
@@ -346,9 +373,15 @@ def requeue(
             say(f"pgq: redrove {len(redriven)} dead letter(s) to ready")
             render.ids(redriven, fmt)
             return
-        assert msg_ids
+        refused: NothingDone | None = None
         try:
-            states = q.requeue_states(msg_ids, lease=lease, delay=delay)
+            if ids is None:
+                done, refused = pipeline.each(
+                    claimed, lambda m: q.requeue_states([m.msg_id], lease=m.lease, delay=delay)
+                )
+                states = {i: st for _, result in done for i, st in result.items()}
+            else:
+                states = q.requeue_states(ids, lease=lease, delay=delay)
         except NothingDone as exc:
             render.ids(exc.done, fmt)  # those were requeued all the same
             raise
@@ -359,6 +392,8 @@ def requeue(
                 f"letters: {', '.join(map(str, went_dead[:10]))}"
             )
         render.ids(sorted(states), fmt)
+        if refused:
+            raise refused
 
 
 def _check_redrive(

@@ -435,3 +435,32 @@ def test_fused_statement_is_built_from_the_claims_own_pieces() -> None:
     assert queries.CLAIM_CANDIDATES in queries.FUSED_ACK_CLAIM
     assert queries.CLAIM_LEASE in queries.FUSED_ACK_CLAIM
     assert queries.CLAIM_CANDIDATES in queries.CLAIM and queries.CLAIM_LEASE in queries.CLAIM
+
+
+def test_an_idle_loop_wakes_on_notify_long_before_its_wait_runs_out(
+    q: Queue, other: Any
+) -> None:
+    late = Queue(other)
+    stop = threading.Event()
+    handled_at: list[float] = []
+
+    def handler(message: Message) -> None:
+        handled_at.append(time.monotonic())
+        stop.set()
+
+    threading.Timer(0.5, lambda: late.send('{"late": true}', queue=QUEUE)).start()
+    started = time.monotonic()
+    # Nothing is leased or delayed, so no due time cuts the 60 s sleep short: only the
+    # NOTIFY of the send can.
+    assert q.work(handler, queue=QUEUE, wait=60, stop=stop) == 1
+    assert handled_at and handled_at[0] - started < 5
+
+
+def test_the_worker_module_imports_no_cli_libraries() -> None:
+    code = (
+        "import pgq_cli.core.worker, sys; "
+        "leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click'));"
+        "assert not leaked, leaked"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -158,6 +158,7 @@ class Worker:
         # Acks sent when the connection went away: their outcome is unknown until resent.
         self.unknown_acks: set[int] = set()
         self.listening = False
+        self.listen_wanted = False
         self._compose()
 
     # -- statements --------------------------------------------------------------------
@@ -177,6 +178,15 @@ class Worker:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pgq-handler")
         settle: list[Outcome] = []
         try:
+            # LISTEN before the first claim, so work sent between an empty claim and the
+            # sleep after it still wakes the loop (psycopg keeps notifications received
+            # meanwhile). A loop that never sleeps (until_empty without wait) needs none.
+            self.listen_wanted = self.wait is not None or not self.until_empty
+            if self.listen_wanted:
+                try:
+                    self._listen()
+                except (ConnectFailed, Temporary) as error:
+                    self._recover(error, 1, time.monotonic())
             idle_since: float | None = None
             while True:
                 want = self._claim_size()
@@ -278,8 +288,6 @@ class Worker:
             else:
                 cur.execute(self.fused, params)
             rows = cur.fetchall()
-        if return_due:
-            self.last_return_due = time.monotonic()
         acked = set(rows[0][0] or ()) if rows else set()
         self.acked += len(acked)
         self._count_unknown_acks(acks, acked)
@@ -293,7 +301,19 @@ class Worker:
                 self.held.pop(outcome.message.msg_id, None)
             for message in claimed:
                 self.held[message.msg_id] = message
+        if return_due:
+            self.last_return_due = time.monotonic()
+            if claimed and self.listening:
+                self._forget_notifications()
         return claimed
+
+    def _forget_notifications(self) -> None:
+        """Drop the notifications that piled up while the loop was busy (psycopg keeps
+        them until read), so a long busy spell does not grow them without bound. Only
+        after a claim that found work: the loop claims again before it sleeps."""
+        with self.conn_lock, translated():
+            for _ in self.q.conn.notifies(timeout=0):
+                pass
 
     def _give_back_params(self, given: list[Outcome]) -> dict[str, Any]:
         return {
@@ -504,3 +524,5 @@ class Worker:
         self.q = Queue(conn, self.q.schema)
         self._compose()
         self.listening = False
+        if self.listen_wanted:  # on the new connection too
+            self._listen()

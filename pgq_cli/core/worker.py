@@ -290,7 +290,6 @@ class Worker:
             rows = cur.fetchall()
         acked = set(rows[0][0] or ()) if rows else set()
         self.acked += len(acked)
-        self._count_unknown_acks(acks, acked)
         # RETURNING order is unspecified: handle in claim order.
         claimed = sorted(
             (Message(*row[1:]) for row in rows if row[1] is not None),
@@ -303,8 +302,15 @@ class Worker:
                 self.held[message.msg_id] = message
         if return_due:
             self.last_return_due = time.monotonic()
-            if claimed and self.listening:
+        # The exchange has committed: what follows is bookkeeping, and a failure in it must
+        # not make the loop resend (and lose track of the batch it just claimed). A lost
+        # connection shows up again on the next statement.
+        try:
+            self._count_unknown_acks(acks, acked)
+            if return_due and claimed and self.listening:
                 self._forget_notifications()
+        except PgqError as exc:
+            logger.debug("after the exchange: %s", exc)
         return claimed
 
     def _forget_notifications(self) -> None:

@@ -263,8 +263,10 @@ def test_reconnect_timeout_exits_69_with_one_line(
                     "--", "true")
     dbname = conninfo.conninfo_to_dict(db_dsn)["dbname"]
     try:
-        time.sleep(1.0)
         with psycopg.connect(pg_server.admin_dsn, autocommit=True) as admin:
+            _wait_until(lambda: admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgq work'"
+                " AND datname = %s", (dbname,)).fetchone() == (1,), what="pgq work to connect")
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
                 sql.Identifier(str(dbname))))
         started = time.monotonic()

@@ -30,9 +30,12 @@ from ..core import waiting
 from ..core.durations import parse_duration
 from ..core.errors import ExitCode, InvalidInput
 from ..core.worker import MAX_CONCURRENCY, Retry, default_backoff
-from .app import app
-from .boundary import boundary, say, session
+from .boundary import boundary, say
+from .connection import session
 from .options import DsnOpt, QueueOpt, SchemaOpt, StatementTimeoutOpt
+
+# Registered by `main.build_app`, in the order `pgq --help` lists them.
+commands = typer.Typer()
 
 DEFAULT_RECONNECT_TIMEOUT = "60s"
 DEFAULT_GRACE = "30s"
@@ -82,7 +85,7 @@ class Tally:
 class CommandRunner:
     """The handler: one run of the command per message."""
 
-    command: list[str]
+    argv: list[str]
     queue: str
     timeout: float | None
     prefix_output: bool
@@ -106,7 +109,7 @@ class CommandRunner:
         # Its own session: Ctrl-C at the terminal reaches pgq, not the command, so it can
         # finish within --grace; and the whole group can be killed.
         process = subprocess.Popen(
-            self.command,
+            self.argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE if copy_output else output,
             stderr=subprocess.STDOUT if copy_output else output,
@@ -249,7 +252,7 @@ def _positive(value: int | None, option: str, upper: int) -> int | None:
     return value
 
 
-@app.command(context_settings={"allow_interspersed_args": False})
+@commands.command(context_settings={"allow_interspersed_args": False})
 def work(
     command: Annotated[
         list[str] | None,

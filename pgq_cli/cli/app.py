@@ -1,6 +1,6 @@
 """The Typer application object, its root options and its usage-error handling.
 
-Command modules (`cli.py` and the others it imports) register commands on `app`.
+Command modules (`commands.py` and the others it imports) register commands on `app`.
 """
 
 from __future__ import annotations

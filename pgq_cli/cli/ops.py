@@ -2,8 +2,8 @@
 `pgq stats` (`--format prometheus`, `--textfile-dir`, `--fail-if`, `--estimate`).
 
 Thin: parse and validate options (before connecting, so bad input exits 2 even when the
-database is down), call one core function, render. The logic lives in `purge.py`,
-`health.py`, `prometheus.py`, `doctor.py` and `watch.py`.
+database is down), call one core function, render. The logic lives in `pgq_cli/ops/`: `purge.py`,
+`thresholds.py`, `prometheus.py`, `doctor.py` and `watch.py`.
 """
 
 from __future__ import annotations

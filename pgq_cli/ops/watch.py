@@ -3,8 +3,8 @@
 Two halves: `sample`/`Frame` collect numbers (no rich here: a frame is plain data, and
 `--json` prints it as is), and `view`/`plain`/`run` show frames: `view` with rich for a
 terminal, `plain` as text for a pipe (rich would cut it to 80 columns). This module is a
-presentation module like `render.py`; it never imports Typer and never raises SystemExit:
-Ctrl-C ends `run` normally, so the command exits 0.
+presentation module like `pgq_cli/cli/output.py`; it never imports Typer and never raises
+SystemExit: Ctrl-C ends `run` normally, so the command exits 0.
 
 Rates come from the table's cumulative row counters in `pg_stat_user_tables` (see
 `ops_queries.TABLE_COUNTERS`) between two frames: rows updated are claims (one per

@@ -37,6 +37,8 @@ ALLOWED = {
     "sql/NNNN_what_it_does.sql": "the migration file naming pattern",
 }
 
+WHEEL_SQL = "pgq_cli/sql/"
+
 # In a glob, NNNN stands for a migration's four-digit number.
 MIGRATION_NUMBER = "[0-9][0-9][0-9][0-9]"
 
@@ -67,6 +69,9 @@ def resolves(reference: str, referring_file: str, files: list[str]) -> bool:
         posixpath.normpath(posixpath.join(posixpath.dirname(referring_file), pattern)),
         posixpath.normpath(pattern),
     }
+    if pattern.startswith(WHEEL_SQL):
+        # pyproject.toml ships the top-level sql/ folder in the wheel as pgq_cli/sql.
+        candidates.add("sql/" + pattern.removeprefix(WHEEL_SQL))
     for candidate in candidates:
         if fnmatch.filter(files, candidate):
             return True

@@ -26,13 +26,14 @@ import json
 import os
 import statistics
 import sys
-import threading
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
+
+# The same drain harness as peers.py (N threads released at once, wall time of the
+# slowest); bench/ is on sys.path when this runs as `python bench/work_loop.py`.
+from peers import _drain_threads
 from psycopg import sql
 
 from pgq_cli.bench import schema as bench_sql
@@ -41,30 +42,6 @@ from pgq_cli.core.queue import Queue
 
 QUEUE = "work_loop"
 VT_S = 300.0
-
-
-def _drain_threads(consumers: int, work: Callable[[], int]) -> float:
-    """Run `work` (drain until empty) on N threads at once; wall seconds."""
-    barrier = threading.Barrier(consumers + 1)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            work()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(consumers)]
-    for thread in threads:
-        thread.start()
-    started = time.perf_counter()
-    barrier.wait()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - started
 
 
 class Scratch:

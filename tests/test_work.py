@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import UNREACHABLE_DSN, wait_until
 
 from pgq_cli.core import queries, settings
 from pgq_cli.core.errors import ConnectFailed, InvalidInput
@@ -47,14 +48,6 @@ def _count(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT count(*) FROM pgq.messages").fetchone()
     assert row is not None
     return int(row[0])
-
-
-def _wait_until(predicate: Callable[[], bool], timeout_s: float = 20, what: str = "it") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -232,7 +225,7 @@ def test_stop_finishes_the_running_handler_and_gives_back_the_rest_at_once(
             ).fetchone()
             return rows is not None and rows[0] == 4
 
-        _wait_until(rest_ready, what="the unstarted messages to be given back")
+        wait_until(rest_ready, what="the unstarted messages to be given back")
         given_back_while_running.append(True)
 
     assert q.work(first_stops, queue=QUEUE, qty=5, stop=stop) == 1
@@ -422,7 +415,7 @@ def test_reconnect_timeout_gives_up_with_connect_failed(q: Queue, other: Any) ->
         other.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
     def unreachable() -> psycopg.Connection[Any]:
-        return psycopg.connect("postgresql://postgres@127.0.0.1:1/none", connect_timeout=1)
+        return psycopg.connect(UNREACHABLE_DSN)
 
     started = time.monotonic()
     with pytest.raises(ConnectFailed, match="gave up after 1 s"):

@@ -14,12 +14,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from helpers import UNREACHABLE_DSN, wait_until
 from psycopg import conninfo, sql
 
 from pgq_cli.core import settings
@@ -48,24 +50,23 @@ def _pgq(
                           timeout=timeout)
 
 
-def _start(pgq_bin: str, dsn: str, *args: str) -> subprocess.Popen[str]:
+@contextmanager
+def _running(pgq_bin: str, dsn: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`pgq ARGS` in the background; killed on the way out if the test did not end it."""
     env = {**os.environ, "PGQ_DSN": dsn}
-    return subprocess.Popen([pgq_bin, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    worker = subprocess.Popen([pgq_bin, *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        yield worker
+    finally:
+        worker.kill()
+        worker.wait()
 
 
 def _rows(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(
         "SELECT msg_id, state, read_ct FROM pgq.messages ORDER BY msg_id"
     ).fetchall()
-
-
-def _wait_until(predicate: Callable[[], bool], timeout_s: float = 30, what: str = "it") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _python(code: str, *args: str) -> list[str]:
@@ -139,16 +140,12 @@ def test_the_lease_is_extended_while_the_command_runs(
     pgq_bin: str, db_dsn: str, q: Queue, conn: Any
 ) -> None:
     msg_id = q.send("{}", queue=QUEUE)
-    worker = _start(pgq_bin, db_dsn, "work", "-q", QUEUE, "--until-empty", "--vt", "1",
-                    "--", "sleep", "3")
-    try:
-        _wait_until(lambda: _rows(conn) == [(msg_id, "leased", 1)], what="the claim")
+    with _running(pgq_bin, db_dsn, "work", "-q", QUEUE, "--until-empty", "--vt", "1",
+                  "--", "sleep", "3") as worker:
+        wait_until(lambda: _rows(conn) == [(msg_id, "leased", 1)], what="the claim")
         time.sleep(2.2)  # more than two vt: only the heartbeat keeps the lease
         assert Queue(conn).claim(queue=QUEUE, qty=5) == []
         _, stderr = worker.communicate(timeout=30)
-    finally:
-        worker.kill()
-        worker.wait()
     assert worker.returncode == 0, stderr
     assert _rows(conn) == []
 
@@ -176,15 +173,11 @@ def test_max_messages_stops_after_that_many(pgq_bin: str, db_dsn: str, q: Queue)
 def test_until_empty_with_wait_takes_late_work_then_stops(
     pgq_bin: str, db_dsn: str, q: Queue
 ) -> None:
-    worker = _start(pgq_bin, db_dsn, "work", "-q", QUEUE, "--until-empty", "--wait", "3s",
-                    "-v", "--", "true")
-    try:
+    with _running(pgq_bin, db_dsn, "work", "-q", QUEUE, "--until-empty", "--wait", "3s",
+                  "-v", "--", "true") as worker:
         time.sleep(1.0)
         late = q.send('{"late": 1}', queue=QUEUE)
         _, stderr = worker.communicate(timeout=30)
-    finally:
-        worker.kill()
-        worker.wait()
     assert worker.returncode == 0, stderr
     assert f"msg {late} " in stderr
     assert _rows(q.conn) == []
@@ -196,15 +189,11 @@ def test_sigterm_lets_the_running_command_finish_and_gives_back_the_rest(
     ids = [q.send("{}", queue=QUEUE) for _ in range(3)]
     marker = tmp_path / "started"
     command = f"touch {marker}; sleep 1.5"
-    worker = _start(pgq_bin, db_dsn, "work", "-q", QUEUE, "--qty", "3", "--grace", "20s",
-                    "--", "sh", "-c", command)
-    try:
-        _wait_until(marker.exists, what="the first command to start")
+    with _running(pgq_bin, db_dsn, "work", "-q", QUEUE, "--qty", "3", "--grace", "20s",
+                  "--", "sh", "-c", command) as worker:
+        wait_until(marker.exists, what="the first command to start")
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=30)
-    finally:
-        worker.kill()
-        worker.wait()
     assert worker.returncode == 0, stderr
     # The first finished within the grace period and was acked; the others never ran.
     assert _rows(q.conn) == [(ids[1], "ready", 0), (ids[2], "ready", 0)]
@@ -215,16 +204,12 @@ def test_ctrl_c_past_the_grace_period_kills_the_command_gives_back_and_exits_130
 ) -> None:
     msg_id = q.send("{}", queue=QUEUE)
     marker = tmp_path / "started"
-    worker = _start(pgq_bin, db_dsn, "work", "-q", QUEUE, "--grace", "0.5s",
-                    "--", "sh", "-c", f"touch {marker}; sleep 60")
-    try:
-        _wait_until(marker.exists, what="the command to start")
+    with _running(pgq_bin, db_dsn, "work", "-q", QUEUE, "--grace", "0.5s",
+                  "--", "sh", "-c", f"touch {marker}; sleep 60") as worker:
+        wait_until(marker.exists, what="the command to start")
         started = time.monotonic()
         worker.send_signal(signal.SIGINT)
         _, stderr = worker.communicate(timeout=30)
-    finally:
-        worker.kill()
-        worker.wait()
     assert worker.returncode == 130, stderr
     assert time.monotonic() - started < 15
     assert stderr.strip().splitlines()[-1] == "pgq: interrupted"
@@ -235,7 +220,6 @@ def test_ctrl_c_past_the_grace_period_kills_the_command_gives_back_and_exits_130
 def test_a_terminated_connection_is_reconnected(
     pgq_bin: str, db_dsn: str, q: Queue, conn: Any
 ) -> None:
-    worker = _start(pgq_bin, db_dsn, "work", "-q", QUEUE, "--max-messages", "1", "--", "true")
 
     def backend() -> list[tuple[Any, ...]]:
         return conn.execute(
@@ -243,15 +227,13 @@ def test_a_terminated_connection_is_reconnected(
             " AND datname = current_database()"
         ).fetchall()
 
-    try:
-        _wait_until(lambda: len(backend()) == 1, what="pgq work to connect")
+    with _running(pgq_bin, db_dsn, "work", "-q", QUEUE, "--max-messages", "1",
+                  "--", "true") as worker:
+        wait_until(lambda: len(backend()) == 1, what="pgq work to connect")
         conn.execute("SELECT pg_terminate_backend(%s)", (backend()[0][0],))
         time.sleep(0.5)
         msg_id = q.send("{}", queue=QUEUE)
         _, stderr = worker.communicate(timeout=30)
-    finally:
-        worker.kill()
-        worker.wait()
     assert worker.returncode == 0, stderr
     assert msg_id > 0 and _rows(conn) == []
 
@@ -259,21 +241,17 @@ def test_a_terminated_connection_is_reconnected(
 def test_reconnect_timeout_exits_69_with_one_line(
     pgq_bin: str, db_dsn: str, pg_server: Any
 ) -> None:
-    worker = _start(pgq_bin, db_dsn, "work", "-q", QUEUE, "--reconnect-timeout", "1s",
-                    "--", "true")
     dbname = conninfo.conninfo_to_dict(db_dsn)["dbname"]
-    try:
+    with _running(pgq_bin, db_dsn, "work", "-q", QUEUE, "--reconnect-timeout", "1s",
+                  "--", "true") as worker:
         with psycopg.connect(pg_server.admin_dsn, autocommit=True) as admin:
-            _wait_until(lambda: admin.execute(
+            wait_until(lambda: admin.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgq work'"
                 " AND datname = %s", (dbname,)).fetchone() == (1,), what="pgq work to connect")
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
                 sql.Identifier(str(dbname))))
         started = time.monotonic()
         _, stderr = worker.communicate(timeout=30)
-    finally:
-        worker.kill()
-        worker.wait()
     assert worker.returncode == 69, stderr
     assert time.monotonic() - started < 15
     lines = stderr.strip().splitlines()
@@ -297,7 +275,7 @@ def test_bad_input_exits_2_before_connecting(
     pgq_bin: str, args: list[str], expected: str
 ) -> None:
     # Nothing listens on port 1: a connection attempt would exit 69, not 2.
-    result = _pgq(pgq_bin, "postgresql://postgres@127.0.0.1:1/none", *args)
+    result = _pgq(pgq_bin, UNREACHABLE_DSN, *args)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
@@ -387,7 +365,7 @@ def test_a_bad_stdin_line_exits_2_and_nothing_is_done(
 def test_dash_misuse_exits_2_before_connecting(
     pgq_bin: str, args: list[str], stdin: str, says: str
 ) -> None:
-    result = _pipe(pgq_bin, "postgresql://postgres@127.0.0.1:1/none", stdin, *args)
+    result = _pipe(pgq_bin, UNREACHABLE_DSN, stdin, *args)
     assert result.returncode == 2, result.stderr
     assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import Cli, PgServer
 from psycopg import sql
 
-from pgq_cli.core.errors import ExitCode
+from pgq_cli.core.exitcodes import ExitCode
 
 # A closed port on this machine: refused at once, and connect_timeout bounds the rest.
 UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:9/postgres?connect_timeout=3"

@@ -29,8 +29,10 @@ from psycopg import sql
 
 from ..core import migrate as migrator
 from ..core import queries
-from ..core.errors import NothingDone, PgqError, translated
-from ..core.queue import MAX_PRIORITY, MIN_PRIORITY, Queue
+from ..core.checks import MAX_PRIORITY, MIN_PRIORITY
+from ..core.errors import NothingDone, PgqError
+from ..core.queue import Queue
+from ..core.translate import translated
 from . import schema as bench_sql
 
 DEFAULT_INFLIGHT = (0, 10_000, 100_000, 1_000_000)

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from .. import __version__
+import pgq_cli
+
 from .boundary import state, usage_error
 
 EXIT_CODES_HELP = (
@@ -90,7 +91,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        sys.stdout.write(f"pgq {__version__}\n")
+        sys.stdout.write(f"pgq {pgq_cli.__version__}\n")  # read only when asked
         raise typer.Exit()
 
 

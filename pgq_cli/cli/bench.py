@@ -24,7 +24,8 @@ from tabulate import tabulate
 
 from ..bench import runner as bench
 from ..core import connect
-from ..core.errors import ExitCode, InvalidInput, PgqError
+from ..core.errors import InvalidInput, PgqError
+from ..core.exitcodes import ExitCode
 from .app import app
 from .boundary import boundary, open_target, say
 from .options import DsnOpt, JsonOpt

@@ -9,6 +9,7 @@ Tracebacks only with --debug, and masked even then.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -20,8 +21,11 @@ import typer
 from rich.console import Console
 
 from ..core import connect
-from ..core.errors import ExitCode, PgqError, redact, translate
-from ..core.queue import DEFAULT_SCHEMA, Queue
+from ..core.checks import DEFAULT_SCHEMA
+from ..core.errors import PgqError, redact
+from ..core.exitcodes import ExitCode
+from ..core.queue import Queue
+from ..core.translate import translate
 
 # stderr is talk: status lines, warnings, errors. Never data.
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -42,10 +46,38 @@ def say(message: str) -> None:
     stderr.print(redact(message, state.secrets), markup=False)
 
 
+# The library's errors name its parameters (`PgqError.params`); the CLI says the flag or
+# command that sets each. Parameters a CLI user types under the same name are not here.
+FLAG_OF_PARAM = {
+    "older_than": "--older-than",
+    "min_priority": "--min-priority",
+    "max_priority": "--max-priority",
+    "below_priority": "--below-priority",
+    "below_priority=None": "no --below-priority",
+    "max_deliveries": "--max-deliveries",
+    "max_deliveries=None": "--unlimited",
+    "max_runtime": "--max-runtime",
+    "wait": "--wait",
+    "states": "--state",
+    "everything=True": "--all",
+    "redrive_dead()": "`pgq requeue --dead`",
+}
+
+
+def in_cli_words(text: str, params: tuple[str, ...]) -> str:
+    """`text` with each of the library's parameter names in `params` said as its flag."""
+    for param in sorted(params, key=len, reverse=True):  # `x=None` before `x`
+        flag = FLAG_OF_PARAM.get(param)
+        if flag is not None:
+            text = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w=(])", flag, text)
+    return text
+
+
 def fail(error: PgqError) -> typer.Exit:
     """Print a PgqError as one line; return the Exit to raise."""
-    hint = f" — {error.hint}" if error.hint else ""
-    line = f"pgq: error: {error.message}{hint}".replace("\n", " ")
+    message = in_cli_words(error.message, error.params)
+    hint = f" — {in_cli_words(error.hint, error.params)}" if error.hint else ""
+    line = f"pgq: error: {message}{hint}".replace("\n", " ")
     stderr.print(redact(line, state.secrets), markup=False)
     return typer.Exit(int(error.exit_code))
 

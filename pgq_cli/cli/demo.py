@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 
+from ..core import checks
 from ..core import migrate as migrator
 from ..core import queue as core
 from ..core.errors import PgqError, StaleLease
@@ -43,7 +44,7 @@ def _line(text: str = "") -> None:
 
 
 @app.command()
-def demo(dsn: DsnOpt = "", schema: SchemaOpt = core.DEFAULT_SCHEMA) -> None:
+def demo(dsn: DsnOpt = "", schema: SchemaOpt = checks.DEFAULT_SCHEMA) -> None:
     """A short tour: migrate, send with priorities, claim in order, leases, stats.
 
     Works with zero configuration on the embedded PostgreSQL. Uses a queue of its own
@@ -91,7 +92,7 @@ def demo(dsn: DsnOpt = "", schema: SchemaOpt = core.DEFAULT_SCHEMA) -> None:
         _line(f"6. at-least-once: the leases were {SHORT_LEASE_S:g} s; after they run out "
               "the messages come back:")
         time.sleep(SHORT_LEASE_S + 0.2)
-        again = q.claim(queue=queue, qty=len(sent), vt=core.DEFAULT_VT_S)
+        again = q.claim(queue=queue, qty=len(sent), vt=checks.DEFAULT_VT_S)
         for message in again:
             _line(f"   msg {message.msg_id}  priority {message.priority}  "
                   f"delivery {message.read_ct}")

@@ -18,9 +18,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..core.checks import DEFAULT_QUEUE, DEFAULT_SCHEMA, check_queue
 from ..core.durations import parse_duration
-from ..core.errors import ExitCode, InvalidInput
-from ..core.queue import DEFAULT_QUEUE, DEFAULT_SCHEMA, Queue, check_queue
+from ..core.errors import InvalidInput
+from ..core.exitcodes import ExitCode
+from ..core.queue import Queue
 from ..ops import doctor as doctor_core
 from ..ops import estimate as estimate_core
 from ..ops import prometheus
@@ -211,8 +213,6 @@ def purge(
         runtime = (
             parse_duration(max_runtime, "--max-runtime") if max_runtime is not None else None
         )
-        if runtime is not None and runtime <= 0:
-            raise InvalidInput("--max-runtime must be more than 0")
         # The library's own checks, before connecting: exit 2 even with the database down.
         states = purge_core.check_request(queue, state or [], age, everything, batch, runtime)
     with session("purge", dsn, schema, statement_timeout_ms=statement_timeout) as q:

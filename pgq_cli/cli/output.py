@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from tabulate import tabulate
 
+from ..core.checks import MAX_PRIORITY
 from ..core.migrate import MigrationStatus
-from ..core.queue import MAX_PRIORITY, Message, QueueStats
+from ..core.queue import Message, QueueStats
 
 
 class Format(StrEnum):

@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..core import queue as core
-from ..core import settings as core_settings
+from ..core import checks
 from ..core.errors import InvalidInput
 from . import output as render
 from .app import app
@@ -68,7 +67,7 @@ def config(
         bool, typer.Option("--unlimited", help="Remove the max-deliveries limit.")
     ] = False,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
@@ -80,15 +79,15 @@ def config(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
+        checks.check_queue(queue)
         if max_deliveries is not None and unlimited:
             raise InvalidInput("give --max-deliveries or --unlimited, not both")
-        core_settings.check_max_deliveries(max_deliveries)
+        checks.check_max_deliveries(max_deliveries)
     with session("queue config", dsn, schema) as q:
         if max_deliveries is None and not unlimited:
-            _show(core_settings.get(q, queue).to_json(), SETTINGS_HEADERS, fmt)
+            _show(q.settings(queue).to_json(), SETTINGS_HEADERS, fmt)
             return
-        result = core_settings.configure(q, queue, max_deliveries=max_deliveries)
+        result = q.configure(queue, max_deliveries=max_deliveries)
         if result.moved_to_dead:
             say(
                 f"pgq: {result.moved_to_dead} waiting message(s) of {queue!r} had already "
@@ -109,7 +108,7 @@ def pause(
         ),
     ] = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
@@ -120,10 +119,10 @@ def pause(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
-        core_settings.check_below_priority(below_priority)
+        checks.check_queue(queue)
+        checks.check_below_priority(below_priority)
     with session("pause", dsn, schema) as q:
-        result = core_settings.pause(q, queue, below_priority=below_priority)
+        result = q.pause(queue, below_priority=below_priority)
         _show(result.to_json(), SETTINGS_HEADERS, fmt)
 
 
@@ -131,16 +130,16 @@ def pause(
 def resume(
     queue: QueueArg,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """Lift a pause (whole queue and band) and wake waiting claimers."""
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
+        checks.check_queue(queue)
     with session("resume", dsn, schema) as q:
-        result = core_settings.resume(q, queue)
+        result = q.resume(queue)
         if result.updated_at is None:
             say(f"pgq: queue {queue!r} was not paused")
         _show(result.to_json(), SETTINGS_HEADERS, fmt)
@@ -149,14 +148,14 @@ def resume(
 @app.command()
 def queues(
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """List queues (with messages or settings): max deliveries, pause, depth by state."""
     fmt = render.resolve_format(fmt, json_out)
     with session("queues", dsn, schema) as q:
-        found = [info.to_json() for info in core_settings.list_queues(q)]
+        found = [info.to_json() for info in q.queues()]
     if fmt is not Format.json:
         found = [{k: _cell(v) for k, v in r.items()} for r in found]
     render.records(found, QUEUES_HEADERS, fmt, title="pgq queues")

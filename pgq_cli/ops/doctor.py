@@ -18,8 +18,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from ..core import migrate, queries
-from ..core.errors import SchemaMissing, translated
-from ..core.queue import DEFAULT_QUEUE, Queue, check_queue
+from ..core.checks import DEFAULT_QUEUE, check_queue
+from ..core.errors import SchemaMissing
+from ..core.queue import Queue
+from ..core.translate import translated
 from . import queries as ops_queries
 
 SEVERITIES = ("ok", "info", "warning", "serious")
@@ -264,7 +266,7 @@ def claim_plan(
     transaction of its own), to learn whether the claim can use its index at all.
     """
     params = {"queue": queue, "qty": 1, "min_priority": 1, "max_priority": 10}
-    explain = b"EXPLAIN (FORMAT JSON) " + q._q(candidate_select()).as_bytes(q.conn)
+    explain = b"EXPLAIN (FORMAT JSON) " + q.compose(candidate_select()).as_bytes(q.conn)
     with translated(), q.conn.transaction():
         if prefer_index:
             q.conn.execute(ops_queries.PLANNER_PREFER_INDEX)
@@ -431,7 +433,7 @@ def check_long_transactions(q: Queue, max_age_s: float) -> Iterator[Finding]:
 def check_expired_leases(q: Queue) -> Iterator[Finding]:
     """Leases that ran out: their consumer died or is too slow; claims will hand them out."""
     with translated(), q.conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(q._q(ops_queries.EXPIRED_LEASES)).fetchone()
+        row = cur.execute(q.compose(ops_queries.EXPIRED_LEASES)).fetchone()
     expired = int(row["expired"]) if row else 0
     if expired:
         assert row is not None

@@ -22,8 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.errors import InvalidInput, translated
-from ..core.queue import STATES, Queue, check_age, check_queue, check_seconds
+from ..core.checks import check_age, check_queue, check_seconds
+from ..core.errors import InvalidInput
+from ..core.queue import Queue
+from ..core.states import EFFECTIVE_STATES
+from ..core.translate import translated
 from . import queries as ops_queries
 
 DEFAULT_BATCH = 1000
@@ -62,9 +65,10 @@ def check_states(states: Sequence[str]) -> tuple[str, ...] | None:
     if not states:
         return None
     for state in states:
-        if state not in STATES:
+        if state not in EFFECTIVE_STATES:
             raise InvalidInput(
-                f"unknown state {state!r}", hint="use " + " | ".join(STATES) + " (repeatable)"
+                f"unknown state {state!r}",
+                hint="use " + " | ".join(EFFECTIVE_STATES) + " (repeatable)",
             )
     return tuple(dict.fromkeys(states))
 
@@ -82,19 +86,18 @@ def check_filters(
     has_filter = states is not None or older_than is not None
     if everything and has_filter:
         raise InvalidInput(
-            "--all deletes every message of the queue; it cannot be combined with filters",
-            hint="drop --all to purge only what --state/--older-than select",
+            "everything=True deletes every message of the queue; it cannot be combined with "
+            "filters",
+            hint="drop everything=True to purge only what states/older_than select",
+            params=("everything=True", "states", "older_than"),
         )
     if not everything and not has_filter:
         raise InvalidInput(
             "refusing to purge a whole queue without a filter",
-            hint="give --state and/or --older-than, or --all to delete every message of it",
+            hint="give states and/or older_than, or everything=True to delete every message "
+            "of it",
+            params=("states", "older_than", "everything=True"),
         )
-
-
-def check_older_than(seconds: float) -> float:
-    """An age filter, checked as redrive checks its own (`queue.check_age`)."""
-    return check_age(seconds)
 
 
 def check_request(
@@ -110,11 +113,11 @@ def check_request(
     check_queue(queue)
     wanted = check_states(states)
     if older_than is not None:
-        check_older_than(older_than)
+        check_age(older_than)
     check_filters(wanted, older_than, everything)
     check_batch(batch)
     if max_runtime is not None:
-        check_seconds(max_runtime, "--max-runtime", allow_zero=False)
+        check_seconds(max_runtime, "max_runtime", allow_zero=False)
     return wanted
 
 
@@ -148,7 +151,7 @@ def purge(
     started = clock()
     if dry_run:
         with translated():
-            row = q.conn.execute(q._q(ops_queries.PURGE_COUNT), params).fetchone()
+            row = q.conn.execute(q.compose(ops_queries.PURGE_COUNT), params).fetchone()
         count = int(row[0]) if row else 0
         full, rest = divmod(count, batch)
         planned = (batch,) * full + ((rest,) if rest else ())
@@ -159,7 +162,7 @@ def purge(
     stopped_early = False
     while True:
         with translated():
-            rows = q.conn.execute(q._q(ops_queries.PURGE_BATCH), params).fetchall()
+            rows = q.conn.execute(q.compose(ops_queries.PURGE_BATCH), params).fetchall()
         if not rows:
             break
         done.append(len(rows))

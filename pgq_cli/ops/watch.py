@@ -33,8 +33,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..cli import output as render
-from ..core.errors import translated
-from ..core.queue import MAX_PRIORITY, Queue, QueueStats
+from ..core.checks import MAX_PRIORITY
+from ..core.queue import Queue, QueueStats
+from ..core.translate import translated
 from . import queries as ops_queries
 from . import thresholds as health
 

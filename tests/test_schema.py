@@ -5,14 +5,17 @@ parameters, and no enum types.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import errors as pgerrors
 
-from pgq_cli.core import checks
+from pgq_cli.core import checks, queries
 from pgq_cli.core.errors import InvalidInput
+from pgq_cli.core.queue import Queue
+from pgq_cli.core.states import EffectiveState, State
 
 INSERT = "INSERT INTO pgq.messages (queue, priority, payload) VALUES (%s, %s, '{}')"
 
@@ -166,3 +169,40 @@ def test_no_enum_types_in_the_schema(conn: psycopg.Connection[Any]) -> None:
         " WHERE n.nspname = 'pgq' AND t.typtype = 'e'"
     ).fetchone()
     assert row == (0,)
+
+
+def test_the_stored_states_are_the_ones_the_database_allows(
+    conn: psycopg.Connection[Any],
+) -> None:
+    for state in State:
+        conn.execute("INSERT INTO pgq.messages (state, payload) VALUES (%s, '{}')", (state.value,))
+    assert _count(conn) == len(State) == 4
+    with pytest.raises(pgerrors.CheckViolation):
+        conn.execute("INSERT INTO pgq.messages (state, payload) VALUES ('expired', '{}')")
+    assert [s.value for s in EffectiveState] == ["ready", "leased", "expired", "delayed", "dead"]
+    assert set(EffectiveState) - set(State) == {EffectiveState.EXPIRED}
+
+
+def test_queue_names_probes_every_partial_index_and_no_table_scan(
+    conn: psycopg.Connection[Any], q: Queue
+) -> None:
+    """QUEUE_NAMES is generated from PARTIAL_INDEX_PREDICATES, one CTE per index: a
+    predicate that is not its index's own would make that CTE scan the table."""
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plan = conn.execute(
+            b"EXPLAIN (FORMAT JSON) " + q.compose(queries.QUEUE_NAMES).as_bytes(conn),
+            {"prefix": "", "limit": 10},
+        ).fetchone()
+    assert plan is not None
+    text = json.dumps(plan[0])
+    for index in ("messages_ready_idx", "messages_due_idx", "messages_dead_idx"):
+        assert f'"Index Name": "{index}"' in text, index
+    assert '"Seq Scan"' not in text.replace('"Relation Name": "queues"', "")
+
+
+def test_the_claim_locks_the_candidates_that_doctor_explains() -> None:
+    assert queries.CLAIM_CANDIDATES in queries.CLAIM
+    locked = queries.CLAIM.split("WITH locked AS (", 1)[1].split("\n)\nUPDATE", 1)[0]
+    assert locked == queries.CLAIM_CANDIDATES + "\n    FOR UPDATE SKIP LOCKED"
+    assert "FOR UPDATE" not in queries.CLAIM_CANDIDATES

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ..core import checks
+from ..core import checks, connect
 from ..core import migrate as migrator
 from ..core.durations import parse_duration
 from ..core.errors import EmptyClaim, InvalidInput, NothingDone
@@ -43,7 +43,6 @@ from .options import (
 )
 from .output import Format
 
-DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 MIGRATE_LOCK_TIMEOUT_MS = 3_000
 
 
@@ -197,7 +196,7 @@ def claim(
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
-    statement_timeout: StatementTimeoutOpt = DEFAULT_STATEMENT_TIMEOUT_MS,
+    statement_timeout: StatementTimeoutOpt = connect.DEFAULT_STATEMENT_TIMEOUT_MS,
 ) -> None:
     """Lease up to --qty messages: highest priority first (10 is most urgent), FIFO within one.
 

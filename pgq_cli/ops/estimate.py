@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 
 from ..core.checks import check_queue
 from ..core.queue import PriorityStats, Queue, QueueStats
+from ..core.states import EFFECTIVE_STATES
 from ..core.translate import translated
 from . import queries as ops_queries
 
@@ -161,7 +162,7 @@ def _count_small_classes(
         for r in cur.execute(q.compose(ops_queries.ESTIMATE_NOT_READY), {**params, **exact}):
             g = _group(groups, (r["queue"], int(r["priority"])))
             age = r["oldest_ready_age_s"]
-            for state in ("ready", "leased", "expired", "delayed", "dead"):
+            for state in EFFECTIVE_STATES:
                 g.add(state, int(r[state]), int(r["max_read_ct"]),
                       None if age is None else float(age))
     return exact

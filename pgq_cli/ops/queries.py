@@ -64,7 +64,8 @@ WHERE """
 
 # ----------------------------------------------------------------------------- stats --estimate
 
-# The table's size in pages, to choose a sampling rate. Exact and instant (file size).
+# The table's size in pages (its file size: exact and instant, unlike planner statistics),
+# to choose a sampling rate (stats --estimate) and to tell a small table (doctor).
 TABLE_PAGES: LiteralString = """
 SELECT pg_relation_size(%(table)s::regclass) / current_setting('block_size')::int
 """
@@ -274,11 +275,6 @@ PLANNER_PREFER_INDEX: LiteralString = """
 SELECT set_config('enable_seqscan', 'off', true),
        set_config('enable_bitmapscan', 'off', true),
        set_config('enable_indexscan', 'on', true)
-"""
-
-# The table's size in pages (its file size: exact and instant, unlike planner statistics).
-TABLE_SIZE_PAGES: LiteralString = """
-SELECT pg_relation_size(%(table)s::regclass) / current_setting('block_size')::int
 """
 
 # Dead tuples and vacuum history of the messages table (the statistics system's view; a

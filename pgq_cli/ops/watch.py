@@ -35,6 +35,7 @@ from rich.text import Text
 from ..cli import output as render
 from ..core.checks import MAX_PRIORITY
 from ..core.queue import Queue, QueueStats
+from ..core.states import EFFECTIVE_STATES
 from ..core.translate import translated
 from . import queries as ops_queries
 from . import thresholds as health
@@ -42,7 +43,6 @@ from . import thresholds as health
 # Above this many rows (planner statistics) watch estimates instead of counting, so that a
 # refresh every second stays cheap; `--exact` / `--estimate` override it.
 AUTO_ESTIMATE_ROWS = 1_000_000
-STATES = ("ready", "leased", "expired", "delayed", "dead")
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def view(frame: Frame, *, queue: str | None = None, title: str = "pgq watch") ->
     )
     table.add_column("queue")
     table.add_column("prio", justify="right")
-    for state in STATES:
+    for state in EFFECTIVE_STATES:
         table.add_column(state, justify="right")
     table.add_column("oldest", justify="right")
     table.add_column("paused")
@@ -207,7 +207,7 @@ def view(frame: Frame, *, queue: str | None = None, title: str = "pgq watch") ->
         table.add_row(
             r.queue,
             str(r.priority),
-            *(f"{getattr(r, s):,}" for s in STATES),
+            *(f"{getattr(r, s):,}" for s in EFFECTIVE_STATES),
             _age(r.oldest_ready_age_s),
             "yes" if r.paused else "",
             Text(bar, style="green"),

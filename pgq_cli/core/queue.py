@@ -96,8 +96,7 @@ class PriorityStats:
     dead: int
     oldest_ready_age_s: float | None
     max_read_ct: int
-    # Claim skips this queue/priority (`pgq pause`); last, with a default, so that
-    # existing constructors keep working.
+    # Claim skips this queue/priority (`Queue.pause`); most are not paused.
     paused: bool = False
 
     def to_json(self) -> dict[str, Any]:

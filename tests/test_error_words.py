@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 from conftest import Cli
 
-from pgq_cli import InvalidInput, NotFound, Queue
+from pgq_cli import (
+    ConnectFailed,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    PgqError,
+    Queue,
+    SchemaForeign,
+    SchemaMissing,
+)
 from pgq_cli.core import checks
 from pgq_cli.ops import purge
 
@@ -149,3 +158,37 @@ def test_a_checked_payload_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) 
     assert isinstance(checked, checks.CheckedPayload) and checked == '{"a": 1}'
     monkeypatch.setattr(checks, "json", None)  # any parse would now raise
     assert checks.check_payload(checked) is checked
+
+
+@pytest.mark.parametrize(
+    ("error", "cli_hint"),
+    [
+        (SchemaMissing(), "run `pgq migrate`"),
+        (SchemaForeign(), "choose another schema with --schema or PGQ_SCHEMA"),
+        (PermissionDenied(), "see `pgq migrate --print-grants`"),
+        (ConnectFailed(), "--dsn/PGQ_DSN points at it"),
+    ],
+)
+def test_default_hints_name_no_command_and_the_cli_gives_its_own(
+    error: PgqError, cli_hint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pgq_cli.cli.boundary import fail
+
+    assert "pgq " not in error.hint and "--" not in error.hint and error.hint
+    exit_ = fail(error)
+    assert exit_.exit_code == int(error.exit_code)
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("pgq: error: ") and line.endswith(cli_hint), line
+
+
+def test_a_hint_given_with_the_error_is_kept_as_given(capsys: pytest.CaptureFixture[str]) -> None:
+    from pgq_cli.cli.boundary import fail
+
+    fail(SchemaMissing("no table", hint="ask the admin"))
+    assert capsys.readouterr().err.strip() == "pgq: error: no table — ask the admin"
+
+
+def test_missing_schema_says_run_pgq_migrate_on_the_command_line(cli: Cli) -> None:
+    result = cli("peek", env={"PGQ_SCHEMA": "nowhere"})
+    assert result.exit_code == 78
+    assert result.stderr.strip().endswith("— run `pgq migrate`"), result.stderr

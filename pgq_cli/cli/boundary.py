@@ -22,7 +22,14 @@ from rich.console import Console
 
 from ..core import connect
 from ..core.checks import DEFAULT_SCHEMA
-from ..core.errors import PgqError, redact
+from ..core.errors import (
+    ConnectFailed,
+    PermissionDenied,
+    PgqError,
+    SchemaForeign,
+    SchemaMissing,
+    redact,
+)
 from ..core.exitcodes import ExitCode
 from ..core.queue import Queue
 from ..core.translate import translate
@@ -64,6 +71,15 @@ FLAG_OF_PARAM = {
 }
 
 
+# The CLI's hint for an error that carries its class's default (library) hint.
+CLI_HINTS: dict[type[PgqError], str] = {
+    ConnectFailed: "check that the server is up and --dsn/PGQ_DSN points at it",
+    PermissionDenied: "this role may not do that; see `pgq migrate --print-grants`",
+    SchemaMissing: "run `pgq migrate`",
+    SchemaForeign: "choose another schema with --schema or PGQ_SCHEMA",
+}
+
+
 def in_cli_words(text: str, params: tuple[str, ...]) -> str:
     """`text` with each of the library's parameter names in `params` said as its flag."""
     for param in sorted(params, key=len, reverse=True):  # `x=None` before `x`
@@ -76,7 +92,10 @@ def in_cli_words(text: str, params: tuple[str, ...]) -> str:
 def fail(error: PgqError) -> typer.Exit:
     """Print a PgqError as one line; return the Exit to raise."""
     message = in_cli_words(error.message, error.params)
-    hint = f" — {in_cli_words(error.hint, error.params)}" if error.hint else ""
+    said = error.hint
+    if said == type(error).hint and type(error) in CLI_HINTS:
+        said = CLI_HINTS[type(error)]
+    hint = f" — {in_cli_words(said, error.params)}" if said else ""
     line = f"pgq: error: {message}{hint}".replace("\n", " ")
     stderr.print(redact(line, state.secrets), markup=False)
     return typer.Exit(int(error.exit_code))

@@ -84,7 +84,7 @@ class ConnectFailed(PgqError):
     """could not reach the database."""
 
     exit_code = ExitCode.UNAVAILABLE
-    hint = "check that the server is up and --dsn/PGQ_DSN points at it"
+    hint = "check that the server is up and the connection string points at it"
 
 
 class Temporary(PgqError):
@@ -98,7 +98,7 @@ class PermissionDenied(PgqError):
     """permission denied."""
 
     exit_code = ExitCode.NO_PERMISSION
-    hint = "this role may not do that; see `pgq migrate --print-grants`"
+    hint = "this role may not do that; grant it what its job needs (ops.grants)"
 
 
 class ConfigError(PgqError):
@@ -110,13 +110,13 @@ class ConfigError(PgqError):
 class SchemaMissing(ConfigError):
     """the pgq schema is not installed in this database."""
 
-    hint = "run `pgq migrate`"
+    hint = "install it with migrate.migrate()"
 
 
 class SchemaForeign(ConfigError):
     """the schema holds objects pgq did not create."""
 
-    hint = "choose another schema with --schema or PGQ_SCHEMA"
+    hint = "choose another schema"
 
 
 _PASSWORD_IN_URI = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)

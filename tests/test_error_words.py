@@ -22,8 +22,7 @@ from pgq_cli import (
     SchemaForeign,
     SchemaMissing,
 )
-from pgq_cli.core import checks
-from pgq_cli.ops import purge
+from pgq_cli.core import checks, purge
 
 UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:1/x?connect_timeout=3"
 

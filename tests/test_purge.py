@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from conftest import Cli
 
+from pgq_cli.core import purge as purge_core
 from pgq_cli.core.errors import InvalidInput
 from pgq_cli.core.queue import Queue
-from pgq_cli.ops import purge as purge_core
 
 # A closed port: a command that tries to connect exits 69, so an exit 2 with this DSN
 # proves the input was refused before any connection.

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..core import purge as purge_core
 from ..core.checks import DEFAULT_QUEUE, DEFAULT_SCHEMA, check_queue
 from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
@@ -26,7 +27,6 @@ from ..core.queue import Queue
 from ..ops import doctor as doctor_core
 from ..ops import estimate as estimate_core
 from ..ops import prometheus
-from ..ops import purge as purge_core
 from ..ops import thresholds as health
 from ..ops import watch as watch_core
 from . import output as render

@@ -22,12 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.checks import check_age, check_queue, check_seconds
-from ..core.errors import InvalidInput
-from ..core.queue import Queue
-from ..core.states import EFFECTIVE_STATES
-from ..core.translate import translated
-from . import queries as ops_queries
+from . import queries
+from .checks import check_age, check_queue, check_seconds
+from .errors import InvalidInput
+from .queue import Queue
+from .states import EFFECTIVE_STATES
+from .translate import translated
 
 DEFAULT_BATCH = 1000
 MAX_BATCH = 100_000
@@ -151,7 +151,7 @@ def purge(
     started = clock()
     if dry_run:
         with translated():
-            row = q.conn.execute(q.compose(ops_queries.PURGE_COUNT), params).fetchone()
+            row = q.conn.execute(q.compose(queries.PURGE_COUNT), params).fetchone()
         count = int(row[0]) if row else 0
         full, rest = divmod(count, batch)
         planned = (batch,) * full + ((rest,) if rest else ())
@@ -162,7 +162,7 @@ def purge(
     stopped_early = False
     while True:
         with translated():
-            rows = q.conn.execute(q.compose(ops_queries.PURGE_BATCH), params).fetchall()
+            rows = q.conn.execute(q.compose(queries.PURGE_BATCH), params).fetchall()
         if not rows:
             break
         done.append(len(rows))

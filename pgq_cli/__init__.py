@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         Temporary,
     )
     from .core.exitcodes import ExitCode
+    from .core.purge import PurgeResult
     from .core.queue import Message, PriorityStats, Queue, QueueStats
     from .core.settings import ConfigResult, QueueInfo, QueueSettings
     from .core.states import EffectiveState, State
@@ -78,6 +79,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "Temporary",
     ),
     "core.exitcodes": ("ExitCode",),
+    "core.purge": ("PurgeResult",),
     "core.queue": ("Message", "PriorityStats", "Queue", "QueueStats"),
     "core.settings": ("ConfigResult", "QueueInfo", "QueueSettings"),
     "core.states": ("EffectiveState", "State"),
@@ -108,6 +110,7 @@ __all__ = [
     "PermissionDenied",
     "PgqError",
     "PriorityStats",
+    "PurgeResult",
     "Queue",
     "QueueInfo",
     "QueueSettings",

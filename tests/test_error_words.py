@@ -22,7 +22,7 @@ from pgq_cli import (
     SchemaForeign,
     SchemaMissing,
 )
-from pgq_cli.core import checks, purge
+from pgq_cli.core import checks
 
 UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:1/x?connect_timeout=3"
 
@@ -68,19 +68,19 @@ CASES = [
         "--below-priority 1 pauses nothing — use 2..10, or no --below-priority to pause",
     ),
     (
-        lambda q: purge.purge(q, "jobs"),
+        lambda q: q.purge("jobs"),
         "give states and/or older_than, or everything=True to delete",
         ["purge", "jobs"],
         "give --state and/or --older-than, or --all to delete",
     ),
     (
-        lambda q: purge.purge(q, "jobs", everything=True, states=["dead"]),
+        lambda q: q.purge("jobs", everything=True, states=["dead"]),
         "everything=True deletes every message of the queue; it cannot be combined",
         ["purge", "jobs", "--all", "--state", "dead"],
         "--all deletes every message of the queue; it cannot be combined",
     ),
     (
-        lambda q: purge.purge(q, "jobs", everything=True, max_runtime=0),
+        lambda q: q.purge("jobs", everything=True, max_runtime=0),
         "max_runtime must be more than 0 seconds",
         ["purge", "jobs", "--all", "--max-runtime", "0"],
         "--max-runtime must be more than 0 seconds",

@@ -42,6 +42,7 @@ LIGHT_MODULES = (
     "pgq_cli.core.states",
     "pgq_cli.core.settings",
     "pgq_cli.core.durations",
+    "pgq_cli.core.purge",
 )
 
 

@@ -216,8 +216,7 @@ def purge(
         # The library's own checks, before connecting: exit 2 even with the database down.
         states = purge_core.check_request(queue, state or [], age, everything, batch, runtime)
     with session("purge", dsn, schema, statement_timeout_ms=statement_timeout) as q:
-        result = purge_core.purge(
-            q,
+        result = q.purge(
             queue,
             states=states or (),
             older_than=age,

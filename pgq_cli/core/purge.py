@@ -1,7 +1,8 @@
 """Purge and retention: delete a queue's messages by state and age, in bounded batches.
 
-Library code: takes a `Queue`, returns a frozen `PurgeResult`, raises the
-`errors.PgqError` family; never prints, never imports Typer or rich.
+This module holds what `Queue.purge` returns (`PurgeResult`) and every check it makes
+(`check_request`, which the CLI runs before connecting); `Queue.purge` does the deleting.
+Never prints, never imports psycopg, Typer or rich.
 
 Why batches: one `DELETE` of millions of rows holds millions of row locks for its whole
 duration, blocks claims that want those rows, and leaves one huge transaction for
@@ -17,17 +18,13 @@ typo cannot turn a narrow purge into a total one.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import queries
 from .checks import check_age, check_queue, check_seconds
 from .errors import InvalidInput
-from .queue import Queue
 from .states import EFFECTIVE_STATES
-from .translate import translated
 
 DEFAULT_BATCH = 1000
 MAX_BATCH = 100_000
@@ -108,8 +105,8 @@ def check_request(
     batch: int,
     max_runtime: float | None,
 ) -> tuple[str, ...] | None:
-    """Every check `purge` makes before touching the database; the CLI runs it before
-    connecting, so what it accepts is exactly what `purge` accepts. Returns the states."""
+    """Every check `Queue.purge` makes before touching the database; the CLI runs it before
+    connecting, so what it accepts is exactly what `Queue.purge` accepts. Returns the states."""
     check_queue(queue)
     wanted = check_states(states)
     if older_than is not None:
@@ -119,66 +116,3 @@ def check_request(
     if max_runtime is not None:
         check_seconds(max_runtime, "max_runtime", allow_zero=False)
     return wanted
-
-
-def purge(
-    q: Queue,
-    queue: str,
-    *,
-    states: Sequence[str] = (),
-    older_than: float | None = None,
-    everything: bool = False,
-    batch: int = DEFAULT_BATCH,
-    max_runtime: float | None = None,
-    dry_run: bool = False,
-    clock: Callable[[], float] = time.monotonic,
-) -> PurgeResult:
-    """Delete the queue's messages that the filters select, `batch` rows per transaction.
-
-    At least one batch runs; after each, the purge stops if `max_runtime` seconds have
-    passed since it began. Rows that a claimer has locked at that instant are skipped.
-    With `dry_run`, counts what would be deleted (one read-only statement) and deletes
-    nothing.
-    """
-    wanted = check_request(queue, states, older_than, everything, batch, max_runtime)
-    params: dict[str, Any] = {
-        "queue": queue,
-        "states": list(wanted) if wanted is not None else None,
-        "older_than": older_than,
-        "batch": batch,
-        "after": 0,
-    }
-    started = clock()
-    if dry_run:
-        with translated():
-            row = q.conn.execute(q.compose(queries.PURGE_COUNT), params).fetchone()
-        count = int(row[0]) if row else 0
-        full, rest = divmod(count, batch)
-        planned = (batch,) * full + ((rest,) if rest else ())
-        return PurgeResult(
-            queue, wanted, older_than, True, count, planned, False, clock() - started
-        )
-    done: list[int] = []
-    stopped_early = False
-    while True:
-        with translated():
-            rows = q.conn.execute(q.compose(queries.PURGE_BATCH), params).fetchall()
-        if not rows:
-            break
-        done.append(len(rows))
-        params["after"] = max(int(r[0]) for r in rows)
-        if len(rows) < batch:
-            break  # SKIP LOCKED applies before LIMIT: a short batch means nothing is left
-        if max_runtime is not None and clock() - started >= max_runtime:
-            stopped_early = True
-            break
-    return PurgeResult(
-        queue,
-        wanted,
-        older_than,
-        False,
-        sum(done),
-        tuple(done),
-        stopped_early,
-        clock() - started,
-    )

@@ -12,8 +12,9 @@ lease at once, and the consumer works with nothing held open.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, LiteralString
@@ -22,6 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from . import purge as purge_checks
 from . import queries, waiting
 from .checks import (
     DEFAULT_PRIORITY,
@@ -47,6 +49,7 @@ from .checks import (
     check_wait,
 )
 from .errors import InvalidInput, NotFound, NothingDone, StaleLease
+from .purge import PurgeResult
 from .settings import ConfigResult, QueueInfo, QueueSettings, settings_from_row
 from .states import State
 from .translate import translated
@@ -441,6 +444,73 @@ class Queue:
             self._explain_missing([checked], set(), token)
             raise NotFound(f"message {checked} is not leased", hint="claim it first")
         return found[0]
+
+    # -- purge -------------------------------------------------------------------------
+    # Why batches, and the safety rule of needing a filter: see the `purge` module.
+
+    def purge(
+        self,
+        queue: str,
+        *,
+        states: Sequence[str] = (),
+        older_than: float | None = None,
+        everything: bool = False,
+        batch: int = purge_checks.DEFAULT_BATCH,
+        max_runtime: float | None = None,
+        dry_run: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> PurgeResult:
+        """Delete the queue's messages that the filters select, `batch` rows per transaction.
+
+        At least one batch runs; after each, the purge stops if `max_runtime` seconds have
+        passed since it began. Rows that a claimer has locked at that instant are skipped.
+        With `dry_run`, counts what would be deleted (one read-only statement) and deletes
+        nothing.
+        """
+        wanted = purge_checks.check_request(
+            queue, states, older_than, everything, batch, max_runtime
+        )
+        params: dict[str, Any] = {
+            "queue": queue,
+            "states": list(wanted) if wanted is not None else None,
+            "older_than": older_than,
+            "batch": batch,
+            "after": 0,
+        }
+        started = clock()
+        if dry_run:
+            with translated():
+                row = self.conn.execute(self.compose(queries.PURGE_COUNT), params).fetchone()
+            count = int(row[0]) if row else 0
+            full, rest = divmod(count, batch)
+            planned = (batch,) * full + ((rest,) if rest else ())
+            return PurgeResult(
+                queue, wanted, older_than, True, count, planned, False, clock() - started
+            )
+        done: list[int] = []
+        stopped_early = False
+        while True:
+            with translated():
+                rows = self.conn.execute(self.compose(queries.PURGE_BATCH), params).fetchall()
+            if not rows:
+                break
+            done.append(len(rows))
+            params["after"] = max(int(r[0]) for r in rows)
+            if len(rows) < batch:
+                break  # SKIP LOCKED applies before LIMIT: a short batch means nothing is left
+            if max_runtime is not None and clock() - started >= max_runtime:
+                stopped_early = True
+                break
+        return PurgeResult(
+            queue,
+            wanted,
+            older_than,
+            False,
+            sum(done),
+            tuple(done),
+            stopped_early,
+            clock() - started,
+        )
 
     # -- stats -------------------------------------------------------------------------
 

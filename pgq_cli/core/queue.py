@@ -1,9 +1,10 @@
-"""The queue: send, claim (waiting or not), peek, ack, requeue, extend, redrive, stats,
-and the per-queue settings (max deliveries, pause, resume, the list of queues).
+"""The queue: send, claim (waiting or not), peek, ack, requeue, extend, redrive, purge,
+stats, and the per-queue settings (max deliveries, pause, resume, the list of queues).
 
 This is the library API. It takes a psycopg connection (autocommit), returns frozen
 dataclasses and raises the `errors.PgqError` family. It never prints and never imports
-Typer or rich.
+Typer or rich. Each input is checked before any SQL by the one check in `checks` (or
+`purge`) that the CLI also runs before it connects.
 
 Every public method runs in its own short transaction (autocommit, one statement, or one
 explicit transaction where noted) and holds no lock after it returns: a claim commits its

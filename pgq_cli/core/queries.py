@@ -127,7 +127,8 @@ CLAIM_CANDIDATES: LiteralString = """
 # - The CTE holding FOR UPDATE is never inlined, so LIMIT is applied once. The tempting
 #   `UPDATE ... WHERE msg_id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` can be re-run
 #   per outer row when the planner puts it inside a nested loop, claiming far more than n
-#   (tests/test_concurrency.py forces that plan).
+#   (docs/design.md; test_forced_nested_loop_in_form_over_claims_while_the_claim_stays_exact
+#   in tests/test_concurrency.py forces that plan).
 # - SKIP LOCKED: concurrent claimers take disjoint rows instead of queueing on each other.
 # - RETURNING order is unspecified: the caller re-sorts by (priority DESC, msg_id).
 CLAIM: LiteralString = (

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from helpers import UNREACHABLE_DSN, wait_until
 
-from pgq_cli.core import queries, settings
+from pgq_cli.core import queries
 from pgq_cli.core.errors import ConnectFailed, InvalidInput
 from pgq_cli.core.queue import Message, Queue
 from pgq_cli.core.worker import Reject, Retry, default_backoff
@@ -172,7 +172,7 @@ def test_a_failed_message_comes_back_with_the_configured_backoff_and_then_succee
 
 
 def test_delivery_limit_dead_letters_a_failing_message(q: Queue, conn: Any) -> None:
-    settings.configure(q, QUEUE, max_deliveries=2)
+    q.configure(QUEUE, max_deliveries=2)
     (msg_id,) = _send(q, 1)
     attempts: list[int] = []
 
@@ -425,9 +425,9 @@ def test_reconnect_timeout_gives_up_with_connect_failed(q: Queue, other: Any) ->
 
 
 def test_fused_statement_is_built_from_the_claims_own_pieces() -> None:
-    assert queries.CLAIM_CANDIDATES in queries.FUSED_ACK_CLAIM
-    assert queries.CLAIM_LEASE in queries.FUSED_ACK_CLAIM
-    assert queries.CLAIM_CANDIDATES in queries.CLAIM and queries.CLAIM_LEASE in queries.CLAIM
+    for piece in (queries.CLAIM_LOCKED, queries.CLAIM_LEASE):
+        assert piece in queries.FUSED_ACK_CLAIM and piece in queries.CLAIM
+    assert queries.CLAIM_CANDIDATES in queries.CLAIM_LOCKED
 
 
 def test_an_idle_loop_wakes_on_notify_long_before_its_wait_runs_out(

@@ -24,7 +24,6 @@ import pytest
 from helpers import UNREACHABLE_DSN, wait_until
 from psycopg import conninfo, sql
 
-from pgq_cli.core import settings
 from pgq_cli.core.queue import Queue
 
 QUEUE = "jobs"
@@ -116,7 +115,7 @@ def test_a_failing_command_puts_its_message_back_and_exits_3(
 def test_max_deliveries_dead_letters_a_command_that_keeps_failing(
     pgq_bin: str, db_dsn: str, q: Queue
 ) -> None:
-    settings.configure(q, QUEUE, max_deliveries=1)
+    q.configure(QUEUE, max_deliveries=1)
     msg_id = q.send("{}", queue=QUEUE)
     result = _pgq(pgq_bin, db_dsn, "work", "-q", QUEUE, "--until-empty", "--", "false")
     assert result.returncode == 3
@@ -265,7 +264,7 @@ def test_reconnect_timeout_exits_69_with_one_line(
         (["work", "-q", QUEUE], "no command given"),
         (["work", "-q", QUEUE, "--", "no-such-command-pgq"], "command not found"),
         (["work", "-q", QUEUE, "--vt", "soon", "--", "true"], "is not a duration"),
-        (["work", "-q", QUEUE, "--timeout", "0", "--", "true"], "--timeout must be > 0"),
+        (["work", "-q", QUEUE, "--timeout", "0", "--", "true"], "--timeout must be more than 0"),
         (["work", "-q", QUEUE, "--concurrency", "0", "--", "true"], "--concurrency must be"),
         (["work", "-q", "bad queue", "--", "true"], "invalid queue name"),
         (["work", "-q", QUEUE, "--wait", "2d", "--", "true"], "--wait must be"),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
-from ..core import queue as core
+from ..core import checks
 from ..core.errors import InvalidInput, NothingDone
 
 STDIN = "-"
@@ -49,7 +49,7 @@ def parse_ids(values: list[str] | None, lease: str | None) -> list[int] | None:
                 f"invalid value for MSG_IDS: {value[:40]!r} is not a message id",
                 hint="give numeric ids, or - to read `claim --json` lines from stdin",
             ) from None
-    return core.check_ids(ids)
+    return checks.check_ids(ids)
 
 
 def read_claimed(stream: IO[str]) -> list[Leased]:
@@ -72,13 +72,13 @@ def read_claimed(stream: IO[str]) -> list[Leased]:
         msg_id = record["msg_id"]
         if isinstance(msg_id, bool) or not isinstance(msg_id, int):
             raise InvalidInput(f"{where}: msg_id {str(msg_id)[:40]!r} is not a message id")
-        (msg_id,) = core.check_ids([msg_id])
+        (msg_id,) = checks.check_ids([msg_id])
         if not isinstance(record.get("lease"), str):
             raise InvalidInput(
                 f"{where} (message {msg_id}) has no lease",
                 hint="only claimed messages (`pgq claim --json`) can be acked or requeued this way",
             )
-        lease = core.check_lease(record["lease"])
+        lease = checks.check_lease(record["lease"])
         assert lease is not None
         found.append(Leased(msg_id, lease))
     return found

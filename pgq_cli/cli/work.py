@@ -20,19 +20,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..core import checks
 from ..core import connect as connecting
-from ..core import queue as core
-from ..core import waiting
 from ..core.durations import parse_duration
-from ..core.errors import ExitCode, InvalidInput
-from ..core.worker import MAX_CONCURRENCY, Retry, default_backoff
+from ..core.errors import InvalidInput
+from ..core.exitcodes import ExitCode
 from .boundary import boundary, say
 from .connection import session
 from .options import DsnOpt, QueueOpt, SchemaOpt, StatementTimeoutOpt
+
+if TYPE_CHECKING:
+    from ..core.queue import Message
 
 # Registered by `main.build_app`, in the order `pgq --help` lists them.
 commands = typer.Typer()
@@ -93,7 +95,9 @@ class CommandRunner:
     shutdown: Shutdown
     tally: Tally
 
-    def __call__(self, message: core.Message) -> None:
+    def __call__(self, message: Message) -> None:
+        from ..core.worker import Retry, default_backoff  # the loop that calls this has it
+
         started = time.monotonic()
         env = {
             **os.environ,
@@ -165,7 +169,7 @@ class CommandRunner:
                 return "ok"
             return f"exit {code}" if code > 0 else f"killed by signal {-code}"
 
-    def _log(self, message: core.Message, what: str) -> None:
+    def _log(self, message: Message, what: str) -> None:
         if self.verbose:
             say(
                 f"pgq work: msg {message.msg_id} (priority {message.priority}, "
@@ -243,7 +247,7 @@ def _duration(text: str | None, option: str, *, allow_zero: bool = False) -> flo
     if text is None:
         return None
     seconds = parse_duration(text, option)
-    return core.check_seconds(seconds, option, allow_zero=allow_zero)
+    return checks.check_seconds(seconds, option, allow_zero=allow_zero)
 
 
 def _positive(value: int | None, option: str, upper: int) -> int | None:
@@ -260,7 +264,7 @@ def work(
             help="The command to run per message, after `--`.", show_default=False
         ),
     ] = None,
-    queue: QueueOpt = core.DEFAULT_QUEUE,
+    queue: QueueOpt = checks.DEFAULT_QUEUE,
     qty: Annotated[
         int, typer.Option("--qty", "-n", help="Claim up to this many messages at a time.")
     ] = 1,
@@ -307,7 +311,7 @@ def work(
         bool, typer.Option("--verbose", "-v", help="One line per message on stderr.")
     ] = False,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     statement_timeout: StatementTimeoutOpt = connecting.DEFAULT_STATEMENT_TIMEOUT_MS,
 ) -> None:
     """Run CMD once per message: the payload (JSON) on its stdin; exit 0 acks it.
@@ -324,16 +328,18 @@ def work(
 
     Example: pgq work -q emails --until-empty -- ./send-email.sh
     """
+    from ..core.worker import MAX_CONCURRENCY
+
     with boundary():
-        core.check_queue(queue)
-        core.check_qty(qty)
+        checks.check_queue(queue)
+        checks.check_qty(qty)
         _positive(concurrency, "--concurrency", MAX_CONCURRENCY)
         _positive(max_messages, "--max-messages", 2**31 - 1)
         vt_s = _duration(vt, "--vt")
         timeout_s = _duration(timeout, "--timeout")
         wait_s = _duration(wait, "--wait", allow_zero=True)
         if wait_s is not None:
-            waiting.check_wait(wait_s)
+            checks.check_wait(wait_s)
         max_runtime_s = _duration(max_runtime, "--max-runtime")
         grace_s = _duration(grace, "--grace", allow_zero=True)
         reconnect_s = _duration(reconnect_timeout, "--reconnect-timeout", allow_zero=True)

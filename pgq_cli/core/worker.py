@@ -42,8 +42,17 @@ import psycopg
 from psycopg import sql
 
 from . import queries, waiting
-from .errors import ConnectFailed, InvalidInput, PgqError, Temporary, translated
-from .queue import MAX_PRIORITY, MIN_PRIORITY, Message, Queue, check_qty, check_queue, check_seconds
+from .checks import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    check_qty,
+    check_queue,
+    check_seconds,
+    check_wait,
+)
+from .errors import ConnectFailed, InvalidInput, PgqError, Temporary
+from .queue import Message, Queue
+from .translate import translated
 
 logger = logging.getLogger("pgq.worker")
 logger.addHandler(logging.NullHandler())
@@ -119,15 +128,20 @@ class Worker:
         check_qty(qty)
         check_seconds(vt, "vt", allow_zero=False)
         if isinstance(concurrency, bool) or not 1 <= concurrency <= MAX_CONCURRENCY:
-            raise InvalidInput(f"concurrency must be 1..{MAX_CONCURRENCY}, not {concurrency}")
+            raise InvalidInput(
+                f"concurrency must be 1..{MAX_CONCURRENCY}, not {concurrency}",
+                params=("concurrency",),
+            )
         if wait is not None:
-            waiting.check_wait(wait)
+            check_wait(wait)
         if max_messages is not None and max_messages < 1:
-            raise InvalidInput(f"max messages must be at least 1, not {max_messages}")
+            raise InvalidInput(
+                f"max_messages must be at least 1, not {max_messages}", params=("max_messages",)
+            )
         if max_runtime is not None:
-            check_seconds(max_runtime, "max runtime", allow_zero=False)
+            check_seconds(max_runtime, "max_runtime", allow_zero=False)
         if reconnect_timeout is not None:
-            check_seconds(reconnect_timeout, "reconnect timeout")
+            check_seconds(reconnect_timeout, "reconnect_timeout")
         self.q = q
         self.handler = handler
         self.queue = queue
@@ -165,10 +179,10 @@ class Worker:
 
     def _compose(self) -> None:
         """Compose the loop's statements once (schema identifiers filled in)."""
-        self.fused = self.q._q(queries.FUSED_ACK_CLAIM)
-        self.give_back = self.q._q(queries.GIVE_BACK)
-        self.extend_held = self.q._q(queries.EXTEND_HELD)
-        self.return_due = self.q._q(queries.RETURN_DUE)
+        self.fused = self.q.compose(queries.FUSED_ACK_CLAIM)
+        self.give_back = self.q.compose(queries.GIVE_BACK)
+        self.extend_held = self.q.compose(queries.EXTEND_HELD)
+        self.return_due = self.q.compose(queries.RETURN_DUE)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -342,7 +356,7 @@ class Worker:
             return
         with self.conn_lock, translated():
             rows = self.q.conn.execute(
-                self.q._q(queries.EXISTING_IDS), {"ids": unconfirmed}
+                self.q.compose(queries.EXISTING_IDS), {"ids": unconfirmed}
             ).fetchall()
         self.acked += len(unconfirmed) - len(rows)
 
@@ -457,14 +471,16 @@ class Worker:
             end = min(end, self.started + self.max_runtime)
         try:
             with self.conn_lock:
-                end = min(end, now + waiting.next_due_s(self.q, self.queue))
+                due = self.q.next_due_s(self.queue)
+            if due is not None:  # a little past it, so the next claim returns it
+                end = min(end, now + max(due + waiting.PAST_DUE_S, waiting.MIN_SLEEP_S))
             while not self._should_stop():
                 remaining = end - time.monotonic()
                 if remaining <= 0:
                     return
                 with self.conn_lock:
                     woken = waiting.sleep_until_woken(
-                        self.q, self.queue, min(remaining, STOP_CHECK_S)
+                        self.q.conn, self.queue, min(remaining, STOP_CHECK_S)
                     )
                 if woken:
                     return
@@ -502,7 +518,8 @@ class Worker:
             if self.reconnect_timeout is not None and elapsed >= self.reconnect_timeout:
                 raise ConnectFailed(
                     f"{error.message}; gave up after {self.reconnect_timeout:g} s of retrying",
-                    hint="check that the server is up; raise the reconnect timeout to wait longer",
+                    hint="check that the server is up; raise reconnect_timeout to wait longer",
+                    params=("reconnect_timeout",),
                 ) from error
             if self.stop.is_set() and isinstance(error, ConnectFailed):
                 raise error

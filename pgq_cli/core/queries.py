@@ -135,8 +135,7 @@ CLAIM_CANDIDATES: LiteralString = """
 # claims with exactly the same candidate walk, lock, lease update and returned columns:
 # CLAIM_LOCKED is the `locked` CTE, CLAIM_LEASE the UPDATE that leases its rows.
 CLAIM_LOCKED: LiteralString = (
-    """
-locked AS ("""
+    """locked AS ("""
     + CLAIM_CANDIDATES
     + """
     FOR UPDATE SKIP LOCKED
@@ -156,7 +155,7 @@ RETURNING m.msg_id, m.queue, m.priority, m.state, m.vt, m.read_ct, m.enqueued_at
           m.lease, m.payload
 """
 
-CLAIM: LiteralString = "WITH" + CLAIM_LOCKED + CLAIM_LEASE
+CLAIM: LiteralString = "WITH " + CLAIM_LOCKED + CLAIM_LEASE
 
 # What a state looks like from outside, without writing: a leased row past its vt is
 # 'expired' (the next claim returns it), a delayed row past its vt is already 'ready'.

@@ -1,36 +1,71 @@
-"""The `pgq` command line: builds the application from its command groups, and `main`.
+"""The `pgq` command line: which module holds each command, and `main`.
 
 Each command-group module declares its commands on a Typer of its own (`commands`) and
-registers nothing by being imported; `build_app` adds them here, in the order `pgq --help`
-lists them: the everyday loop first, then operations.
+registers nothing by being imported. `COMMAND_MODULES` names them here, in the order
+`pgq --help` lists them (the everyday loop first, then operations), and the root group
+imports a module only when one of its commands is run, or listed by `pgq --help`.
+
+Start-up rule, so that `pgq --version`, `pgq --help` and `pgq CMD --help` load no psycopg
+(tests/test_startup.py enforces it for every command):
+- a new command goes into `COMMAND_MODULES` under its module, never imported here;
+- at top level a command module imports only typer, `options`, `output` and psycopg-free
+  modules (`core.checks`, `core.durations`, ...); whatever needs psycopg, rich, tabulate
+  or the bench (`connection`, `boundary`, `core.queue`, `ops.*`, `bench.*`) is imported
+  inside the command function that uses it.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 import typer
+import typer.main
+from typer.core import TyperGroup
 
-from . import bench, demo, messages, ops, pause, queues, schema, stats
-from .app import create_app
+from . import coercion
+from .app import PgqGroup, create_app
 
-COMMAND_GROUPS: tuple[typer.Typer, ...] = (
-    demo.commands,  # demo
-    schema.commands,  # migrate
-    messages.commands,  # send, claim, peek, ack, requeue, extend
-    stats.commands,  # stats
-    queues.commands,  # queues, queue config
-    pause.commands,  # pause, resume
-    ops.commands,  # purge, watch, doctor
-    bench.commands,  # bench
-)
+# Module (in this package) -> the commands it declares, in help order.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "demo": ("demo",),
+    "schema": ("migrate",),
+    "messages": ("send", "claim", "peek", "ack", "requeue", "extend"),
+    "stats": ("stats",),
+    "queues": ("queues", "queue"),
+    "pause": ("pause", "resume"),
+    "ops": ("purge", "watch", "doctor"),
+    "bench": ("bench",),
+}
+# Command -> its module.
+MODULE_OF_COMMAND = {name: module for module, names in COMMAND_MODULES.items() for name in names}
+
+
+def command_group(module_name: str) -> typer.Typer:
+    """The Typer of one command module (imports the module)."""
+    commands: typer.Typer = import_module(f"{__package__}.{module_name}").commands
+    return commands
+
+
+class LazyCommands(PgqGroup):
+    """The root group: imports a command's module, and converts it, on first use."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(MODULE_OF_COMMAND)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        module = MODULE_OF_COMMAND.get(cmd_name)
+        if cmd_name not in self.commands and module is not None:
+            # Converting a module's commands costs a few ms each: only this module's.
+            group: TyperGroup = typer.main.get_group(command_group(module))
+            coercion.install(group)
+            self.commands.update(group.commands)
+        return self.commands.get(cmd_name)
 
 
 def build_app() -> typer.Typer:
-    """The root application with every command group added, in help order."""
-    app = create_app()
-    for group in COMMAND_GROUPS:
-        # Without a name, Typer merges the group's commands into the root command.
-        app.add_typer(group)
-    return app
+    """The root application; its commands load on first use, listed in help order."""
+    return create_app(LazyCommands)
 
 
 app = build_app()

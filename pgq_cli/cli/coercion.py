@@ -51,6 +51,13 @@ def _coerce_float(value: Any, ctx: Any) -> float:
     raise _Declined
 
 
+def _coerce_bool(value: Any, ctx: Any) -> bool:
+    # A flag's own value; words such as "yes" or "0" (from an env var) are Typer's to read.
+    if type(value) is bool:
+        return value
+    raise _Declined
+
+
 def _coerce_str(value: Any, ctx: Any) -> str:
     if isinstance(value, str):
         return str(value)
@@ -65,6 +72,8 @@ def _leaf_coercer(annotation: Any, case_sensitive: bool) -> Any:
         return _coerce_float
     if annotation is str:
         return _coerce_str
+    if annotation is bool:
+        return _coerce_bool
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         choices = tuple(annotation)
 
@@ -130,9 +139,11 @@ def plain_runtime_param(descriptor: TypeDescriptor) -> RuntimeParam | None:
     )
 
 
-def install(command: Any) -> None:
-    """Give every plain parameter of `command` (and its subcommands) the fast coercer."""
-    for param in getattr(command, "params", ()):
+def install(command: Any, ctx: Any) -> None:
+    """Give every plain parameter of `command` the fast coercer, then do the same for its
+    subcommands. `ctx` is the context `command` parses in: its help option (made on first
+    use, from the context's help option names) is a parameter like the others."""
+    for param in (*command.params, command.get_help_option(ctx)):
         if (
             isinstance(param, typer.core._TyperParameter)
             and getattr(param, "_runtime_param", False) is None
@@ -140,5 +151,14 @@ def install(command: Any) -> None:
             fast = plain_runtime_param(param.type_descriptor)
             if fast is not None:
                 param._runtime_param = fast
-    for subcommand in getattr(command, "commands", {}).values():
-        install(subcommand)
+    install_subcommands(command, ctx)
+
+
+def install_subcommands(group: Any, ctx: Any) -> None:
+    """`install` for each command of `group`, which parses in the context `ctx`."""
+    for name, subcommand in getattr(group, "commands", {}).items():
+        # The context the subcommand will parse in, made as click will make it.
+        sub_ctx = subcommand.context_class(
+            subcommand, info_name=name, parent=ctx, **subcommand.context_settings
+        )
+        install(subcommand, sub_ctx)

@@ -12,11 +12,7 @@ import threading
 import warnings
 from typing import Any
 
-import psycopg
 import typer
-
-from ..core import connect
-from ..core.queue import DEFAULT_SCHEMA, Queue
 
 CONNECT_TIMEOUT_S = 2  # libpq's minimum
 STATEMENT_TIMEOUT_MS = 1000
@@ -31,6 +27,13 @@ def queue_names_from(dsn: str | None, schema: str, prefix: str) -> list[str]:
 
     def lookup() -> None:
         try:
+            # Imported here: every command's options name this callback, and `--help`
+            # must not load psycopg.
+            import psycopg
+
+            from ..core import connect
+            from ..core.queue import Queue
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 target = connect.resolve(dsn)
@@ -59,6 +62,8 @@ def queue_names_from(dsn: str | None, schema: str, prefix: str) -> list[str]:
 def complete_queue(ctx: typer.Context, incomplete: str) -> list[str]:
     """Typer autocompletion callback for --queue/-q and QUEUE arguments."""
     try:
+        from ..core.queue import DEFAULT_SCHEMA
+
         params: dict[str, Any] = ctx.params if ctx is not None else {}
         dsn = params.get("dsn") or None
         schema = params.get("schema") or os.environ.get("PGQ_SCHEMA") or DEFAULT_SCHEMA

@@ -50,6 +50,13 @@ def command_group(module_name: str) -> typer.Typer:
 class LazyCommands(PgqGroup):
     """The root group: imports a command's module, and converts it, on first use."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # The root options (--debug, --version, and the completion options Typer adds
+        # after making this group) are all there by now.
+        coercion.install(self, ctx)
+        rest: list[str] = super().parse_args(ctx, args)
+        return rest
+
     def list_commands(self, ctx: Any) -> list[str]:
         return list(MODULE_OF_COMMAND)
 
@@ -58,7 +65,7 @@ class LazyCommands(PgqGroup):
         if cmd_name not in self.commands and module is not None:
             # Converting a module's commands costs a few ms each: only this module's.
             group: TyperGroup = typer.main.get_group(command_group(module))
-            coercion.install(group)
+            coercion.install_subcommands(group, ctx)
             self.commands.update(group.commands)
         return self.commands.get(cmd_name)
 

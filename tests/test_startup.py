@@ -43,12 +43,17 @@ finally:
 NEVER_FOR_HELP = ("psycopg", "psycopg_binary", "pydantic", "rich.progress", "pgq_cli.bench")
 # Loaded by no one-shot command on its plain, piped path (`pgq claim`, `pgq send`).
 NEVER_FOR_ONE_SHOT = (
-    "pydantic", "rich", "tabulate", "pgq_cli.bench", "pgq_cli.ops", "importlib.metadata"
+    "pydantic",
+    "rich",
+    "tabulate",
+    "pgq_cli.bench",
+    "pgq_cli.ops",
+    "importlib.metadata",
 )
 
-ALL_COMMANDS = [
-    [name] for names in main.COMMAND_MODULES.values() for name in names
-] + [["queue", "config"]]
+ALL_COMMANDS = [[name] for names in main.COMMAND_MODULES.values() for name in names] + [
+    ["queue", "config"]
+]
 
 
 def loaded_modules(

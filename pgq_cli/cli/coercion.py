@@ -151,14 +151,14 @@ def install(command: Any, ctx: Any) -> None:
             fast = plain_runtime_param(param.type_descriptor)
             if fast is not None:
                 param._runtime_param = fast
-    install_subcommands(command, ctx)
+    for name, subcommand in getattr(command, "commands", {}).items():
+        install_subcommand(subcommand, name, ctx)
 
 
-def install_subcommands(group: Any, ctx: Any) -> None:
-    """`install` for each command of `group`, which parses in the context `ctx`."""
-    for name, subcommand in getattr(group, "commands", {}).items():
-        # The context the subcommand will parse in, made as click will make it.
-        sub_ctx = subcommand.context_class(
-            subcommand, info_name=name, parent=ctx, **subcommand.context_settings
-        )
-        install(subcommand, sub_ctx)
+def install_subcommand(command: Any, name: str, parent_ctx: Any) -> None:
+    """`install` for `command`, run as `name` under the group whose context is `parent_ctx`."""
+    # The context the subcommand will parse in, made as click will make it.
+    ctx = command.context_class(
+        command, info_name=name, parent=parent_ctx, **command.context_settings
+    )
+    install(command, ctx)

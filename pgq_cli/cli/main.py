@@ -16,12 +16,12 @@ Start-up rule, so that `pgq --version`, `pgq --help` and `pgq CMD --help` load n
 
 from __future__ import annotations
 
+import copy
 from importlib import import_module
 from typing import Any
 
 import typer
 import typer.main
-from typer.core import TyperGroup
 
 from . import coercion
 from .app import PgqGroup, create_app
@@ -47,6 +47,25 @@ def command_group(module_name: str) -> typer.Typer:
     return commands
 
 
+def convert_command(group: typer.Typer, name: str) -> Any:
+    """Command `name` of a command module's Typer as a click command, or None.
+
+    Typer converts every command of a Typer at once, reading each one's signature (a few
+    ms each); a run needs one, so this converts a copy that holds only that one.
+    """
+    only = copy.copy(group)
+    only.registered_commands = [
+        info
+        for info in group.registered_commands
+        if (info.name or typer.main.get_command_name(getattr(info.callback, "__name__", "")))
+        == name
+    ]
+    # A sub-Typer's name is known only once converted (`queue`): keep them when no
+    # command has the name.
+    only.registered_groups = [] if only.registered_commands else group.registered_groups
+    return typer.main.get_group(only).commands.get(name)
+
+
 class LazyCommands(PgqGroup):
     """The root group: imports a command's module, and converts it, on first use."""
 
@@ -63,10 +82,10 @@ class LazyCommands(PgqGroup):
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         module = MODULE_OF_COMMAND.get(cmd_name)
         if cmd_name not in self.commands and module is not None:
-            # Converting a module's commands costs a few ms each: only this module's.
-            group: TyperGroup = typer.main.get_group(command_group(module))
-            coercion.install_subcommands(group, ctx)
-            self.commands.update(group.commands)
+            command = convert_command(command_group(module), cmd_name)
+            if command is not None:
+                self.commands[cmd_name] = command
+                coercion.install_subcommand(command, cmd_name, ctx)
         return self.commands.get(cmd_name)
 
 

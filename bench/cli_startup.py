@@ -7,6 +7,7 @@ Each round runs, in rotated order, as separate processes with PGQ_DSN set:
   - claim:    `pgq claim -q <empty scratch queue>` (connect, return-due, claim, exit 0);
   - version:  `pgq --version`;
   - help:     `pgq --help`;
+  - cmd-help: `pgq claim --help`;
   - send:     `pgq send -q <scratch queue> '{}'`.
 It reports the median and the spread (min-max) in ms over N rounds, and claim / bare.
 The queue is migrated first (`pgq migrate`) and its scratch messages are purged at the end.
@@ -66,6 +67,7 @@ def main() -> None:
         "claim": [pgq, "claim", "-q", queue],
         "version": [pgq, "--version"],
         "help": [pgq, "--help"],
+        "cmd-help": [pgq, "claim", "--help"],
         "send": [pgq, "send", "-q", queue, "{}"],
     }
     names = list(shapes)

@@ -14,6 +14,8 @@ from typing import Any
 
 import typer
 
+from ..core.checks import DEFAULT_SCHEMA
+
 CONNECT_TIMEOUT_S = 2  # libpq's minimum
 STATEMENT_TIMEOUT_MS = 1000
 # Hard deadline for the whole lookup, whatever libpq does (DNS lookups are not covered
@@ -47,9 +49,7 @@ def queue_names_from(dsn: str | None, schema: str, prefix: str) -> list[str]:
                         " set_config('statement_timeout', %s, false)",
                         (f"{STATEMENT_TIMEOUT_MS}ms",),
                     )
-                    from ..core.settings import queue_names
-
-                    found.extend(queue_names(Queue(conn, schema), prefix))
+                    found.extend(Queue(conn, schema).queue_names(prefix))
         except Exception:
             found.clear()
 
@@ -62,8 +62,6 @@ def queue_names_from(dsn: str | None, schema: str, prefix: str) -> list[str]:
 def complete_queue(ctx: typer.Context, incomplete: str) -> list[str]:
     """Typer autocompletion callback for --queue/-q and QUEUE arguments."""
     try:
-        from ..core.queue import DEFAULT_SCHEMA
-
         params: dict[str, Any] = ctx.params if ctx is not None else {}
         dsn = params.get("dsn") or None
         schema = params.get("schema") or os.environ.get("PGQ_SCHEMA") or DEFAULT_SCHEMA

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from ..ops.doctor import Finding
     from ..ops.watch import Frame
 
+from ..core.checks import MAX_PRIORITY
+from ..core.states import EFFECTIVE_STATES
+
 
 @cache
 def _stderr_console() -> Console:
@@ -186,8 +189,6 @@ def stats(result: QueueStats, fmt: Format) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..core.queue import MAX_PRIORITY
-
     console = Console()
     table = Table(
         title=f"pgq stats — priority {MAX_PRIORITY} is most urgent, claimed first",
@@ -335,9 +336,6 @@ def watch_view(
     from rich.table import Table
     from rich.text import Text
 
-    from ..core.queue import MAX_PRIORITY
-    from ..ops.watch import STATES as WATCH_STATES
-
     when = datetime.fromtimestamp(frame.wall, UTC).strftime("%H:%M:%S")
     summary = Text.assemble(
         (f"{title}  ", "bold"),
@@ -358,7 +356,7 @@ def watch_view(
     )
     table.add_column("queue")
     table.add_column("prio", justify="right")
-    for state in WATCH_STATES:
+    for state in EFFECTIVE_STATES:
         table.add_column(state, justify="right")
     table.add_column("oldest", justify="right")
     table.add_column("paused")
@@ -369,7 +367,7 @@ def watch_view(
         table.add_row(
             r.queue,
             str(r.priority),
-            *(f"{getattr(r, s):,}" for s in WATCH_STATES),
+            *(f"{getattr(r, s):,}" for s in EFFECTIVE_STATES),
             _age_with_unit(r.oldest_ready_age_s),
             "yes" if r.paused else "",
             Text(bar, style="green"),

@@ -40,13 +40,20 @@ finally:
 """
 
 # Loaded by nothing that only parses arguments and prints help or the version.
-NEVER_FOR_HELP = ("psycopg", "psycopg_binary", "pydantic", "rich.progress", "pgq_cli.bench")
+NEVER_FOR_HELP = (
+    "psycopg",
+    "psycopg_binary",
+    "pydantic",
+    "rich.progress",
+    "pgq_cli.bench.runner",
+    "pgq_cli.bench.schema",
+)
 # Loaded by no one-shot command on its plain, piped path (`pgq claim`, `pgq send`).
 NEVER_FOR_ONE_SHOT = (
     "pydantic",
     "rich",
     "tabulate",
-    "pgq_cli.bench",
+    "pgq_cli.bench.runner",
     "pgq_cli.ops",
     "importlib.metadata",
 )

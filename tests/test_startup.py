@@ -49,14 +49,8 @@ NEVER_FOR_HELP = (
     "pgq_cli.bench.schema",
 )
 # Loaded by no one-shot command on its plain, piped path (`pgq claim`, `pgq send`).
-NEVER_FOR_ONE_SHOT = (
-    "pydantic",
-    "rich",
-    "tabulate",
-    "pgq_cli.bench.runner",
-    "pgq_cli.ops",
-    "importlib.metadata",
-)
+# (importlib.metadata is not here: psycopg itself imports it.)
+NEVER_FOR_ONE_SHOT = ("pydantic", "rich", "tabulate", "pgq_cli.bench.runner", "pgq_cli.ops")
 
 ALL_COMMANDS = [[name] for names in main.COMMAND_MODULES.values() for name in names] + [
     ["queue", "config"]

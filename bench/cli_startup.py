@@ -9,7 +9,13 @@ Each round runs, in rotated order, as separate processes with PGQ_DSN set:
   - help:     `pgq --help`;
   - cmd-help: `pgq claim --help`;
   - send:     `pgq send -q <scratch queue> '{}'`.
-It reports the median and the spread (min-max) in ms over N rounds, and claim / bare.
+It reports the median and the spread (min-max) in ms over N rounds, and each / bare.
+
+`--before DIR` adds, in the same rounds, the claim, version, help and cmd-help of another
+source tree (an older commit: `mkdir /tmp/pgq-before && git archive <commit> | tar -x -C
+/tmp/pgq-before`),
+run as `python -m pgq_cli.cli.main` with PYTHONPATH=DIR, so a change is measured against
+what it replaced on the same machine at the same moment.
 The queue is migrated first (`pgq migrate`) and its scratch messages are purged at the end.
 """
 
@@ -40,6 +46,9 @@ def pgq_executable() -> str:
     return found
 
 
+Shape = tuple[list[str], dict[str, str]]  # argv, extra environment
+
+
 def timed(argv: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
@@ -54,6 +63,7 @@ def main() -> None:
     parser.add_argument("--dsn", default=os.environ.get(
         "PGQ_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument("--before", metavar="DIR", help="another source tree to compare")
     args = parser.parse_args()
 
     pgq = pgq_executable()
@@ -62,30 +72,36 @@ def main() -> None:
     queue = f"bench-startup-{uuid.uuid4().hex[:8]}"
     subprocess.run([pgq, "migrate"], env=env, check=True, capture_output=True)
 
-    shapes: dict[str, list[str]] = {
-        "bare": [sys.executable, "-c", BARE],
-        "claim": [pgq, "claim", "-q", queue],
-        "version": [pgq, "--version"],
-        "help": [pgq, "--help"],
-        "cmd-help": [pgq, "claim", "--help"],
-        "send": [pgq, "send", "-q", queue, "{}"],
+    shapes: dict[str, Shape] = {
+        "bare": ([sys.executable, "-c", BARE], {}),
+        "claim": ([pgq, "claim", "-q", queue], {}),
+        "version": ([pgq, "--version"], {}),
+        "help": ([pgq, "--help"], {}),
+        "cmd-help": ([pgq, "claim", "--help"], {}),
+        "send": ([pgq, "send", "-q", queue, "{}"], {}),
     }
+    if args.before:
+        before = [sys.executable, "-m", "pgq_cli.cli.main"]
+        tree = {"PYTHONPATH": str(Path(args.before).resolve())}
+        for name in ("claim", "version", "help", "cmd-help"):
+            shapes[f"{name}@before"] = (before + shapes[name][0][1:], tree)
     names = list(shapes)
     times: dict[str, list[float]] = {name: [] for name in names}
     for name in names:  # one untimed warm-up each: page cache, .pyc files
-        timed(shapes[name], env)
+        timed(shapes[name][0], {**env, **shapes[name][1]})
     for round_no in range(args.runs):
         order = names[round_no % len(names):] + names[: round_no % len(names)]
         for name in order:
-            times[name].append(timed(shapes[name], env))
+            argv, extra = shapes[name]
+            times[name].append(timed(argv, {**env, **extra}))
     subprocess.run([pgq, "purge", queue, "--all"], env=env, check=False, capture_output=True)
 
     bare = statistics.median(times["bare"])
-    print(f"{'command':<10} {'median ms':>10} {'min-max ms':>16} {'/ bare':>7}")
+    print(f"{'command':<16} {'median ms':>10} {'min-max ms':>16} {'/ bare':>7}")
     for name in names:
         median = statistics.median(times[name])
         spread = f"{min(times[name]):.0f}-{max(times[name]):.0f}"
-        print(f"{name:<10} {median:>10.1f} {spread:>16} {median / bare:>7.2f}")
+        print(f"{name:<16} {median:>10.1f} {spread:>16} {median / bare:>7.2f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What one pgq command costs from a cold process, beside a bare psycopg script.
 
-Usage: .venv/bin/python bench/cli_startup.py [--dsn DSN] [--runs N]
+Usage: .venv/bin/python bench/cli_startup.py [--dsn DSN] [--runs N] [--before DIR]
 
 Each round runs, in rotated order, as separate processes with PGQ_DSN set:
   - bare:     python -c "import psycopg; connect; SELECT 1" (the floor for any client);
@@ -13,9 +13,8 @@ It reports the median and the spread (min-max) in ms over N rounds, and each / b
 
 `--before DIR` adds, in the same rounds, the claim, version, help and cmd-help of another
 source tree (an older commit: `mkdir /tmp/pgq-before && git archive <commit> | tar -x -C
-/tmp/pgq-before`),
-run as `python -m pgq_cli.cli.main` with PYTHONPATH=DIR, so a change is measured against
-what it replaced on the same machine at the same moment.
+/tmp/pgq-before`), run as `python -m pgq_cli.cli.main` with PYTHONPATH=DIR, so a change is
+measured against what it replaced on the same machine at the same moment.
 The queue is migrated first (`pgq migrate`) and its scratch messages are purged at the end.
 """
 

@@ -6,12 +6,18 @@ registers nothing by being imported. `COMMAND_MODULES` names them here, in the o
 imports a module only when one of its commands is run, or listed by `pgq --help`.
 
 Start-up rule, so that `pgq --version`, `pgq --help` and `pgq CMD --help` load no psycopg
-(tests/test_startup.py enforces it for every command):
-- a new command goes into `COMMAND_MODULES` under its module, never imported here;
-- at top level a command module imports only typer, `options`, `output` and psycopg-free
-  modules (`core.checks`, `core.durations`, ...); whatever needs psycopg, rich, tabulate
-  or the bench (`connection`, `boundary`, `core.queue`, `ops.*`, `bench.*`) is imported
-  inside the command function that uses it.
+and a one-shot command loads only what it uses (tests/test_startup.py checks every
+command, so a stray import fails the suite):
+- a new command goes into `COMMAND_MODULES` under its module; nothing imports the module;
+- at its top a command module imports only typer, `options`, `output`, `boundary`,
+  `connection` (which connects lazily) and modules that load no psycopg on import:
+  `core.checks`, `core.errors`, `core.exitcodes`, `core.states`, `core.durations`,
+  `core.purge`, `ops.thresholds`, `ops.prometheus`, `ops.estimate`, `ops.watch`,
+  `ops.grants`, `bench` (its `__init__`). `core.queue`, `core.connect`, `core.migrate`,
+  `core.translate`, `ops.doctor` and `bench.runner` are imported inside the function that
+  uses them, and so is anything else heavy (rich, tabulate: `output` does that itself);
+- an option of a type `coercion.py` has no coercer for would bring pydantic back on every
+  run: add one there (a test lists every option without one).
 """
 
 from __future__ import annotations

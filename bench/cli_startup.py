@@ -15,7 +15,7 @@ machine the wall time mostly measures waiting for a core, the CPU time much less
 
 `--before DIR` adds, in the same rounds, the claim, version, help and cmd-help of another
 source tree (an older commit: `mkdir /tmp/pgq-before && git archive <commit> | tar -x -C
-/tmp/pgq-before`), run as `python -m pgq_cli.cli.main` with PYTHONPATH=DIR, so a change is
+/tmp/pgq-before`), run as `python -P -m pgq_cli.cli.main` with PYTHONPATH=DIR, so a change is
 measured against what it replaced on the same machine at the same moment.
 The queue is migrated first (`pgq migrate`) and its scratch messages are purged at the end.
 """
@@ -90,7 +90,8 @@ def main() -> None:
         "send": ([pgq, "send", "-q", queue, "{}"], {}),
     }
     if args.before:
-        before = [sys.executable, "-m", "pgq_cli.cli.main"]
+        # -P: without it `-m` puts the working directory (this checkout) ahead of PYTHONPATH.
+        before = [sys.executable, "-P", "-m", "pgq_cli.cli.main"]
         tree = {"PYTHONPATH": str(Path(args.before).resolve())}
         for name in ("claim", "version", "help", "cmd-help"):
             shapes[f"{name}@before"] = (before + shapes[name][0][1:], tree)

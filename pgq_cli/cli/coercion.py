@@ -3,15 +3,16 @@
 Typer 0.29 coerces every parameter value (defaults included) through a pydantic
 `TypeAdapter` that it builds on first use. Importing pydantic and building the adapters
 costs more than importing psycopg, on every run of every command. The values pgq's
-options take are mostly plain: a decimal integer, a decimal number, a string, one of an
-Enum's values. `install` gives each such parameter a coercer that handles exactly those
-values, with the result Typer's own would give, and hands anything else (a malformed
-number, `1_000`, ` 5`, a value that is not one of the choices) to Typer's own coercion,
-so that what is accepted and every error message stay Typer's.
+options take are mostly plain: a decimal integer, a decimal number, a string, a flag's
+True/False, one of an Enum's values. `install` gives each such parameter a coercer that
+handles exactly those values, with the result Typer's own would give, and hands anything
+else (a malformed number, `1_000`, ` 5`, `yes` for a flag, a value that is not one of the
+choices) to Typer's own coercion, so that what is accepted and every error message stay
+Typer's (tests/test_startup.py compares the two on generated values).
 
-It reaches into Typer's parameter objects (`_runtime_param`, `RuntimeParam`), which is why
-pyproject pins typer to one minor version; if those names go away, `install` changes
-nothing and pgq is merely slower to start (tests/test_startup.py then fails).
+It reaches into Typer's internals (`typer._coercion`, a parameter's `_runtime_param`),
+which is why pyproject pins typer to one minor version: moving the pin means checking this
+module against the new Typer, and tests/test_startup.py fails if it no longer fits.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ import threading
 import warnings
 from typing import Any
 
-import psycopg
 import typer
 
 from ..core import connect
@@ -36,17 +35,16 @@ def queue_names_from(dsn: str | None, schema: str, prefix: str) -> list[str]:
                 target = connect.resolve(dsn)
                 if target.embedded_dir is not None:
                     return  # starting a server on Tab is not acceptable
-                with psycopg.connect(
-                    target.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                with connect.connect(
+                    target,
+                    "pgq completion",
+                    statement_timeout_ms=STATEMENT_TIMEOUT_MS,
+                    connect_timeout_s=CONNECT_TIMEOUT_S,
                 ) as conn:
-                    conn.execute(
-                        "SELECT set_config('application_name', 'pgq completion', false),"
-                        " set_config('statement_timeout', %s, false)",
-                        (f"{STATEMENT_TIMEOUT_MS}ms",),
-                    )
                     from ..core.settings import queue_names
 
-                    found.extend(queue_names(Queue(conn, schema), prefix))
+                    queue = Queue(conn, schema, pool_mode=target.pool_mode)
+                    found.extend(queue_names(queue, prefix))
         except Exception:
             found.clear()
 

@@ -9,8 +9,10 @@ running out) is caught by a poll fallback: it never sleeps past the queue's next
 (queries.NEXT_DUE) nor longer than `poll` seconds.
 
 LISTEN needs a session connection: behind a transaction-pooling PgBouncer the
-notifications go to whichever backend the pooler picked, so only the poll fallback works
-there (every `poll` seconds). Point `--dsn` at PostgreSQL or a session-pooled PgBouncer.
+notifications go to whichever backend the pooler picked. So when the queue's connection
+goes through a transaction pooler (`Queue.transaction_pooled`: detected or set with
+`PGQ_POOLER`, see `pooler`), it issues no LISTEN and polls only, every `poll` seconds
+(and at the next due time).
 """
 
 from __future__ import annotations
@@ -54,15 +56,20 @@ def claim_wait(
     Returns as soon as a claim yields messages (possibly fewer than qty), or [] when
     `wait` runs out. Holds no transaction and no lock while waiting: each attempt is an
     ordinary claim. LISTEN is issued before the first attempt, so a message sent between
-    an empty attempt and the wait still wakes it.
+    an empty attempt and the wait still wakes it; behind a transaction pooler it polls
+    only.
     """
     check_wait(wait)
     if not poll > 0:
         raise InvalidInput("poll interval must be > 0 seconds")
     deadline = time.monotonic() + wait
+    # Behind a transaction pooler a LISTEN would stay on a server connection that other
+    # clients get next, and its notifications would never reach this client.
+    listening = not q.transaction_pooled
     channel = sql.Identifier(q.notify_channel)
-    with translated():
-        q.conn.execute(sql.SQL("LISTEN {}").format(channel))
+    if listening:
+        with translated():
+            q.conn.execute(sql.SQL("LISTEN {}").format(channel))
     try:
         while True:
             found = q.claim(
@@ -75,9 +82,13 @@ def claim_wait(
             remaining = deadline - time.monotonic()
             if found or remaining <= 0:
                 return found
-            _sleep_until_woken(q, queue, min(remaining, poll, _next_due_s(q, queue)))
+            timeout = min(remaining, poll, _next_due_s(q, queue))
+            if listening:
+                _sleep_until_woken(q, queue, timeout)
+            else:
+                time.sleep(max(timeout, MIN_SLEEP_S))
     finally:
-        if not q.conn.closed:
+        if listening and not q.conn.closed:
             with translated():
                 q.conn.execute(sql.SQL("UNLISTEN {}").format(channel))
 

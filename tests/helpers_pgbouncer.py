@@ -4,10 +4,12 @@ The pooler tests need the `pgbouncer` binary (Debian package `pgbouncer`). Witho
 skip and name the command that installs it, unless `PGQ_REQUIRE_PGBOUNCER=1` (which
 `.ci/run` sets): then they fail, so CI cannot pass without having run them.
 
-PgBouncer refuses to run as root: as root it is started with `-u postgres`, and its
-directory (ini, user list, log, pid file) is owned by that user. It listens on 127.0.0.1
-on a free port and forwards every database name (`*`) to the test server, over TCP for a
-server DSN or over the Unix socket for the embedded server (which listens on no port).
+PgBouncer refuses to run as root: as root it is started with `-u <user>`, and its
+directory (ini, user list, log, pid file) is owned by that user: `postgres` for a server
+reached over TCP, the socket directory's owner for the embedded server (which listens on
+no port, only on a Unix socket inside its data directory, readable by its owner alone).
+It listens on 127.0.0.1 on a free port and forwards every database name (`*`) to the test
+server.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ INSTALL_COMMAND = (
 # before any test, so a fixture reading it later would never see it.
 REQUIRE_PGBOUNCER = os.environ.get("PGQ_REQUIRE_PGBOUNCER") == "1"
 BINARY_CANDIDATES = ("/usr/sbin/pgbouncer", "pgbouncer")
-# PgBouncer runs as this user when the tests run as root.
+# PgBouncer runs as this user when the tests run as root and the server is on TCP.
 RUN_AS = "postgres"
 
 
@@ -89,7 +91,9 @@ class PgBouncer:
     def __enter__(self) -> PgBouncer:
         binary = pgbouncer_binary()
         host, port = _server_address(self.admin_dsn)
-        user = str(conninfo.conninfo_to_dict(self.admin_dsn).get("user") or "postgres")
+        params = conninfo.conninfo_to_dict(self.admin_dsn)
+        user = str(params.get("user") or "postgres")
+        password = str(params.get("password") or "")
         ini = self.root / "pgbouncer.ini"
         ini.write_text(
             "[databases]\n"
@@ -106,14 +110,18 @@ class PgBouncer:
             f"logfile = {self.root / 'pgbouncer.log'}\n"
             f"pidfile = {self.root / 'pgbouncer.pid'}\n"
         )
-        # trust still requires the user to be listed.
-        (self.root / "userlist.txt").write_text(f'"{user}" ""\n')
+        # trust still requires the user to be listed; the password (a testcontainers
+        # server wants one) is what PgBouncer logs in to the server with.
+        (self.root / "userlist.txt").write_text(f'"{user}" "{password}"\n')
         command = [binary, str(ini)]
         if os.geteuid() == 0:
-            account = pwd.getpwnam(RUN_AS)
+            if host.startswith("/"):
+                account = pwd.getpwuid(os.stat(host).st_uid)
+            else:
+                account = pwd.getpwnam(RUN_AS)
             for path in (self.root, *self.root.iterdir()):
                 os.chown(path, account.pw_uid, account.pw_gid)
-            command = [binary, "-u", RUN_AS, str(ini)]
+            command = [binary, "-u", account.pw_name, str(ini)]
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )

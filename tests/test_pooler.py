@@ -309,6 +309,9 @@ def test_every_command_works_through_the_pooler(
     assert "schema" in doctor.stdout
     assert "ready" in ok("watch", "--once", "--json")
     assert json.loads(ok("claim", "--wait", "1", "--json"))["payload"]["job"] == 3
+    bench = json.loads(ok("bench", "--inflight", "0,100", "--samples", "5", "--messages", "50",
+                          "--consumers", "2", "--json").splitlines()[-1])
+    assert bench
 
 
 def test_migrate_through_the_pooler_is_idempotent(bouncer: PgBouncer, empty_db_dsn: str) -> None:
@@ -327,6 +330,16 @@ def test_pooled_cursors_leave_prepare_off(pooled_dsn: str) -> None:
         for _ in range(10):
             conn.execute("SELECT 1")
         assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (0,)
+
+
+def test_commands_that_cannot_run_in_a_transaction_still_run(pooled_dsn: str) -> None:
+    """VACUUM refuses a transaction block, so it runs without the per-transaction
+    settings rather than not at all."""
+    target = connect.Target(pooled_dsn, "--dsn")
+    with connect.connect(target, "pgq bench") as conn:
+        assert conn.execute("VACUUM pgq.messages").statusmessage == "VACUUM"
+        # The statements around it still carry the settings.
+        assert _show(conn, "application_name") == "pgq bench"
 
 
 def test_a_statement_timeout_through_the_pooler_is_temporary(pooled_dsn: str) -> None:

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any, LiteralString, Self, cast
 
 import psycopg
-from psycopg import pq
+from psycopg import errors, pq
 from psycopg.abc import Params, Query, QueryNoTemplate
 
 from .errors import ConfigError, translated
@@ -102,7 +102,9 @@ class PerTransactionSettings(psycopg.Cursor[Any]):
     parameters goes in one pipeline after `SET_LOCAL` (one round trip, one implicit
     transaction, so one server connection). A statement without parameters may hold
     several commands (a migration file), which psycopg sends with the simple protocol and
-    a pipeline cannot carry: outside a transaction it gets one of its own.
+    a pipeline cannot carry: outside a transaction it gets one of its own. A command that
+    cannot run in a transaction at all (VACUUM, CREATE INDEX CONCURRENTLY) then runs on
+    its own, without the settings: there is no way to scope them to it.
     """
 
     settings: Mapping[str, str] = {}
@@ -126,7 +128,13 @@ class PerTransactionSettings(psycopg.Cursor[Any]):
         elif params is not None:
             scope = conn.pipeline()
         elif conn.info.transaction_status == pq.TransactionStatus.IDLE:
-            scope = conn.transaction()
+            try:
+                with conn.transaction():
+                    super().execute(SET_LOCAL, set_local)
+                    super().execute(statement, params, prepare=prepare, binary=binary)
+            except errors.ActiveSqlTransaction:
+                super().execute(statement, params, prepare=prepare, binary=binary)
+            return self
         else:  # inside the caller's transaction
             scope = contextlib.nullcontext()
         with scope:

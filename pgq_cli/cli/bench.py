@@ -83,7 +83,7 @@ def bench_command(
         bool,
         typer.Option(
             "--compare-naive",
-            help="Measure the vt-filter design pgq grew from (DESIGN.md) in the same run.",
+            help="Measure the vt-filter design pgq grew from (docs/design.md) in the same run.",
         ),
     ] = False,
     explain: Annotated[

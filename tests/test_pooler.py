@@ -253,7 +253,7 @@ def test_behind_a_pooler_waiting_polls_and_does_not_listen(db_dsn: str) -> None:
             sent_at: list[float] = []
             started = time.monotonic()
             sender = _send_later(db_dsn, 0.3, sent_at)  # after the first, empty, claim
-            found = waiting.claim_wait(queue, wait=10, poll=poll_s)
+            found = queue.claim(wait=10, poll=poll_s)
             returned_at = time.monotonic()
             sender.join()
         assert len(found) == 1, pool_mode

@@ -15,7 +15,8 @@ from typing import Any
 import typer
 
 from ..core import connect
-from ..core.queue import DEFAULT_SCHEMA, Queue
+from ..core.checks import DEFAULT_SCHEMA
+from ..core.queue import Queue
 
 CONNECT_TIMEOUT_S = 2  # libpq's minimum
 STATEMENT_TIMEOUT_MS = 1000
@@ -41,10 +42,8 @@ def queue_names_from(dsn: str | None, schema: str, prefix: str) -> list[str]:
                     statement_timeout_ms=STATEMENT_TIMEOUT_MS,
                     connect_timeout_s=CONNECT_TIMEOUT_S,
                 ) as conn:
-                    from ..core.settings import queue_names
-
                     queue = Queue(conn, schema, pool_mode=target.pool_mode)
-                    found.extend(queue_names(queue, prefix))
+                    found.extend(queue.queue_names(prefix))
         except Exception:
             found.clear()
 

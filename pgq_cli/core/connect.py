@@ -24,7 +24,8 @@ import psycopg
 from psycopg import conninfo
 
 from . import pooler
-from .errors import ConfigError, ConnectFailed, translate, translated
+from .errors import ConfigError, ConnectFailed
+from .translate import translate, translated
 
 # libpq variables that name a server: if any is set the user has configured libpq.
 LIBPQ_SERVER_VARS = ("PGHOST", "PGHOSTADDR", "PGSERVICE")

@@ -36,7 +36,8 @@ import psycopg
 from psycopg import errors, pq
 from psycopg.abc import Params, Query, QueryNoTemplate
 
-from .errors import ConfigError, translated
+from .errors import ConfigError
+from .translate import translated
 
 POOL_MODE_ENV = "PGQ_POOLER"
 AUTO = "auto"

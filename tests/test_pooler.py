@@ -20,8 +20,9 @@ from helpers_pgbouncer import PgBouncer
 from psycopg import errors as pgerrors
 
 from pgq_cli.core import connect, migrate, pooler, waiting
-from pgq_cli.core.errors import ConfigError, PgqError, Temporary, translated
+from pgq_cli.core.errors import ConfigError, PgqError, Temporary
 from pgq_cli.core.queue import Queue
+from pgq_cli.core.translate import translated
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 
 from ..core import checks
-from ..core.connect import DEFAULT_STATEMENT_TIMEOUT_MS
 from ..core.durations import parse_duration
 from ..core.errors import EmptyClaim, InvalidInput, NothingDone
 from . import output as render
@@ -135,7 +134,7 @@ def claim(
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
-    statement_timeout: StatementTimeoutOpt = DEFAULT_STATEMENT_TIMEOUT_MS,
+    statement_timeout: StatementTimeoutOpt = checks.DEFAULT_STATEMENT_TIMEOUT_MS,
 ) -> None:
     """Lease up to --qty messages: highest priority first (10 is most urgent), FIFO within one.
 

@@ -25,7 +25,6 @@ from typing import IO, TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..core import checks
-from ..core import connect as connecting
 from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
 from ..core.exitcodes import ExitCode
@@ -312,7 +311,7 @@ def work(
     ] = False,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
-    statement_timeout: StatementTimeoutOpt = connecting.DEFAULT_STATEMENT_TIMEOUT_MS,
+    statement_timeout: StatementTimeoutOpt = checks.DEFAULT_STATEMENT_TIMEOUT_MS,
 ) -> None:
     """Run CMD once per message: the payload (JSON) on its stdin; exit 0 acks it.
 
@@ -328,6 +327,8 @@ def work(
 
     Example: pgq work -q emails --until-empty -- ./send-email.sh
     """
+    # Loaded here, not at the top: `pgq work --help` loads no psycopg.
+    from ..core import connect as connecting
     from ..core.worker import MAX_CONCURRENCY
 
     with boundary():

@@ -41,7 +41,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import queries, waiting
+from . import pooler, queries, waiting
 from .checks import (
     MAX_PRIORITY,
     MIN_PRIORITY,
@@ -195,7 +195,11 @@ class Worker:
             # LISTEN before the first claim, so work sent between an empty claim and the
             # sleep after it still wakes the loop (psycopg keeps notifications received
             # meanwhile). A loop that never sleeps (until_empty without wait) needs none.
-            self.listen_wanted = self.wait is not None or not self.until_empty
+            # Behind a transaction pooler a LISTEN stays on a server connection other
+            # clients get next (Queue.transaction_pooled): poll only, like waiting claims.
+            self.listen_wanted = not self.q.transaction_pooled and (
+                self.wait is not None or not self.until_empty
+            )
             if self.listen_wanted:
                 try:
                     self._listen()
@@ -460,7 +464,8 @@ class Worker:
     def _idle(self, idle_since: float) -> None:
         """Sleep after an empty claim until a NOTIFY for the queue, the next due time, the
         end of the idle period, or a stop."""
-        self._listen()
+        if self.listen_wanted:
+            self._listen()
         now = time.monotonic()
         if self.until_empty:
             assert self.wait is not None
@@ -474,10 +479,15 @@ class Worker:
                 due = self.q.next_due_s(self.queue)
             if due is not None:  # a little past it, so the next claim returns it
                 end = min(end, now + max(due + waiting.PAST_DUE_S, waiting.MIN_SLEEP_S))
+            if not self.listen_wanted:  # polling: claim again at least every poll interval
+                end = min(end, now + waiting.DEFAULT_POLL_S)
             while not self._should_stop():
                 remaining = end - time.monotonic()
                 if remaining <= 0:
                     return
+                if not self.listen_wanted:
+                    self.stop.wait(min(remaining, STOP_CHECK_S))
+                    continue
                 with self.conn_lock:
                     woken = waiting.sleep_until_woken(
                         self.q.conn, self.queue, min(remaining, STOP_CHECK_S)
@@ -544,7 +554,9 @@ class Worker:
         if old in self.opened:
             self.opened.remove(old)
             old.close()
-        self.q = Queue(conn, self.q.schema)
+        # The pooler stays what it was: asking the server again would cost a round trip.
+        mode = pooler.TRANSACTION if self.q.transaction_pooled else "none"
+        self.q = Queue(conn, self.q.schema, pool_mode=mode)
         self._compose()
         self.listening = False
         if self.listen_wanted:  # on the new connection too

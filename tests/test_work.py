@@ -457,3 +457,22 @@ def test_the_worker_module_imports_no_cli_libraries() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_behind_a_transaction_pooler_the_loop_polls_instead_of_listening(
+    db_dsn: str, other: Any
+) -> None:
+    late = Queue(other)
+    listening: list[Any] = []
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        pooled = Queue(conn, pool_mode="transaction")
+
+        def handler(message: Message) -> None:
+            listening.extend(conn.execute("SELECT pg_listening_channels()").fetchall())
+
+        threading.Timer(0.5, lambda: late.send('{"late": true}', queue=QUEUE)).start()
+        started = time.monotonic()
+        # No NOTIFY can reach it; the poll (every second at most) finds the late message.
+        assert pooled.work(handler, queue=QUEUE, until_empty=True, wait=3) == 1
+    assert listening == []
+    assert time.monotonic() - started < 10

@@ -9,6 +9,7 @@ message went back or died, 69 the reconnect timeout ran out, 130 Ctrl-C.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ from ..core import checks
 from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
 from ..core.exitcodes import ExitCode
-from .boundary import boundary, say
+from .boundary import boundary, say, state
 from .connection import session
 from .options import DsnOpt, QueueOpt, SchemaOpt, StatementTimeoutOpt
 
@@ -349,6 +350,10 @@ def work(
     shutdown = Shutdown(grace=grace_s)
     tally = Tally()
     runner = CommandRunner(argv, queue, timeout_s, concurrency > 1, verbose, shutdown, tally)
+    if not state.debug:
+        # A connection lost in the middle of a pipeline makes psycopg log a warning, which
+        # Python would print on stderr; the loop reconnects, and errors are one line.
+        logging.getLogger("psycopg").addHandler(logging.NullHandler())
     with session("work", dsn, schema, statement_timeout_ms=statement_timeout) as q:
         # The same target the session resolved (and announced); each reconnect dials it.
         target = connecting.resolve(dsn)

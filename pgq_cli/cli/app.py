@@ -19,7 +19,8 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 unexpected failure; 2 usage or invalid input; 3 nothing done that "
     "was required (stale lease, unknown id, empty claim with --fail-if-empty); 65 bad "
     "payload; 69 database unreachable or went away; 75 temporary (timeout, lock, deadlock): "
-    "retry; 77 permission denied; 78 configuration (no schema: run `pgq migrate`; bad DSN); "
+    "retry; 77 permission denied; 78 configuration (no schema: run `pgq migrate`; bad DSN; "
+    "nothing configured with --no-embedded); "
     "130 interrupted."
 )
 

@@ -327,7 +327,12 @@ def doctor(
         ),
     ] = "5m",
     problems_only: Annotated[
-        bool, typer.Option("--problems", help="Show only findings that are not ok.")
+        bool,
+        typer.Option(
+            "--problems",
+            help="Show only findings that need action (warning, serious); print nothing when "
+            "there are none (cron mails nothing).",
+        ),
     ] = False,
     dsn: DsnOpt = "",
     schema: SchemaOpt = DEFAULT_SCHEMA,
@@ -351,6 +356,8 @@ def doctor(
             for f in shown:
                 render.one(f.to_json(), Format.json)
         elif fmt is Format.rich:
+            if problems_only and not shown:
+                return  # not even an empty table: a healthy check is silent
             table = Table(title=f"pgq doctor — schema {schema}", title_justify="left")
             for header in ("severity", "check", "finding", "fix"):
                 table.add_column(header, overflow="fold")

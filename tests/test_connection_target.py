@@ -144,3 +144,14 @@ def test_no_embedded_flag_leaves_a_configured_dsn_alone(cli: Cli) -> None:
     result = cli("--no-embedded", "send", "{}")
     assert result.exit_code == 0, result.stderr
     assert int(result.stdout) > 0
+
+
+def test_an_unreachable_server_names_the_setting_that_chose_it(pgq_bin: str) -> None:
+    with FreshHome() as home:
+        libpq = home.run(pgq_bin, "info", env=home.env(PGPORT="1", PGUSER="nobody"))
+        assert libpq.returncode == ExitCode.UNAVAILABLE
+        assert libpq.stderr.endswith("— check libpq's PGPORT/PGUSER and that the server is up\n")
+        dsn = home.run(pgq_bin, "info", env=home.env(PGQ_DSN="postgresql://x@127.0.0.1:1/d"))
+        assert dsn.returncode == ExitCode.UNAVAILABLE
+        assert dsn.stderr.endswith("— check PGQ_DSN and that the server is up\n")
+        _no_embedded_server(home)

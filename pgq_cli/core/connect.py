@@ -58,6 +58,15 @@ class Target:
     libpq_settings: tuple[str, ...] = ()
 
     @property
+    def described(self) -> str:
+        """The setting that chose this target, in words (for hints; never the DSN)."""
+        if self.source == "libpq":
+            return "libpq's " + "/".join(self.libpq_settings)
+        if self.source == "embedded":
+            return "`pgq embedded status`"
+        return self.source
+
+    @property
     def password(self) -> str:
         """The password the DSN carries, or "" (for masking and for the warning)."""
         try:
@@ -151,7 +160,10 @@ def connect(
                 raise ConfigError(
                     f"login refused: {detail}", hint="check the user and password"
                 ) from exc
-            raise ConnectFailed(f"could not connect: {detail}") from exc
+            raise ConnectFailed(
+                f"could not connect: {detail}",
+                hint=f"check {target.described} and that the server is up",
+            ) from exc
         raise error from exc
     try:
         conn.execute(

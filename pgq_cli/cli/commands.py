@@ -24,9 +24,7 @@ from . import (
 from . import (
     demo as cli_demo,  # noqa: F401  registers pgq demo
 )
-from . import (
-    info as cli_info,  # noqa: F401  registers pgq info, pgq embedded
-)
+from . import info as cli_info
 from . import ops as cli_ops  # registers pgq purge, watch, doctor; health options of stats
 from . import output as render
 from . import (
@@ -46,6 +44,8 @@ from .options import (
     StatementTimeoutOpt,
 )
 from .output import Format
+
+app.add_typer(cli_info.commands)  # pgq info, pgq embedded
 
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 MIGRATE_LOCK_TIMEOUT_MS = 3_000

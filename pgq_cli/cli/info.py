@@ -7,9 +7,6 @@ directory and never start anything.
 
 from __future__ import annotations
 
-import sys
-from typing import Any
-
 import typer
 
 from ..core import connect, embedded
@@ -17,29 +14,15 @@ from ..core import info as core_info
 from ..core.errors import ExitCode
 from ..core.queue import DEFAULT_SCHEMA, check_schema
 from . import output as render
-from .app import app
 from .boundary import boundary, open_target, say
 from .options import DsnOpt, FormatOpt, JsonOpt, SchemaOpt
 from .output import Format
 
-
-def _cell(value: Any) -> Any:
-    """A plain or table value: yes/no for flags and blank for unset (as `pgq stats` does),
-    lists as space-separated words."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return " ".join(map(str, value))
-    return value
+# This module's commands; the application adds them (nameless: merged into the root).
+commands = typer.Typer()
 
 
-def _cells(obj: dict[str, Any]) -> dict[str, Any]:
-    return {key: _cell(value) for key, value in obj.items()}
-
-
-@app.command()
+@commands.command()
 def info(
     dsn: DsnOpt = "",
     schema: SchemaOpt = DEFAULT_SCHEMA,
@@ -57,8 +40,7 @@ def info(
         target = open_target(dsn)
         with connect.connect(target, "pgq info") as conn:
             found = core_info.describe(conn, target, schema)
-    obj = found.to_json()
-    render.one(obj if fmt is Format.json else _cells(obj), fmt)
+    render.record(found.to_json(), fmt)
 
 
 embedded_app = typer.Typer(
@@ -67,7 +49,7 @@ embedded_app = typer.Typer(
     "Its data directory is PGQ_EMBEDDED_DIR or the user data directory.",
     no_args_is_help=True,
 )
-app.add_typer(embedded_app)
+commands.add_typer(embedded_app)
 
 
 @embedded_app.command("status")
@@ -79,8 +61,7 @@ def embedded_status(json_out: JsonOpt = False, fmt: FormatOpt = Format.auto) -> 
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
         found = embedded.status(embedded.data_dir())
-    obj = found.to_json()
-    render.one(obj if fmt is Format.json else _cells(obj), fmt)
+    render.record(found.to_json(), fmt)
     if not found.running:
         say(f"pgq: the embedded PostgreSQL in {found.data_dir} is not running")
         raise typer.Exit(int(ExitCode.NOTHING_DONE))
@@ -102,4 +83,4 @@ def embedded_stop() -> None:
 def embedded_path() -> None:
     """Print the embedded server's data directory (whether or not it exists)."""
     with boundary():
-        sys.stdout.write(f"{embedded.data_dir()}\n")
+        render.text(f"{embedded.data_dir()}\n")

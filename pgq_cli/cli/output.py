@@ -180,6 +180,27 @@ def one(obj: dict[str, Any], fmt: Format) -> None:
     _rows_out(fmt, ("key", "value"), [[k, v] for k, v in obj.items()], "")
 
 
+def _record_cell(value: Any) -> Any:
+    """A plain or table value: yes/no for flags, blank for unset, lists as words."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return value
+
+
+def record(obj: dict[str, Any], fmt: Format) -> None:
+    """One record as JSON, or key<TAB>value lines with readable values (`pgq info`)."""
+    one(obj if fmt is Format.json else {k: _record_cell(v) for k, v in obj.items()}, fmt)
+
+
+def text(content: str) -> None:
+    """Text exactly as given (a path, SQL)."""
+    sys.stdout.write(content)
+
+
 def records(
     found: Sequence[dict[str, Any]], headers: Sequence[str], fmt: Format, title: str = ""
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 from conftest import Cli
+from helpers import UNREACHABLE_DSN
 
 from pgq_cli.bench import runner as bench
 from pgq_cli.core.errors import PgqError
@@ -75,7 +76,7 @@ def test_bench_keep_leaves_the_scratch_schema_and_plain_output_is_a_table(
 
 def test_bench_refuses_bad_sizes_before_connecting(cli: Cli) -> None:
     for args in (("--inflight", "0,ten"), ("--qty", "0"), ("--consumers", "0")):
-        result = cli("bench", *args, env={"PGQ_DSN": "postgresql://nobody@127.0.0.1:1/x"})
+        result = cli("bench", *args, env={"PGQ_DSN": UNREACHABLE_DSN})
         assert result.exit_code == 2, (args, result.stderr)
         assert result.stderr.startswith("pgq: error: "), result.stderr
         assert result.stdout == ""

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Cli
+from helpers import UNREACHABLE_DSN
 from test_prometheus import (
     AGE_SLACK,
     assert_dataset,
@@ -28,8 +29,6 @@ from pgq_cli.core.errors import InvalidInput
 from pgq_cli.core.queue import PriorityStats, Queue, QueueStats
 from pgq_cli.ops import estimate
 from pgq_cli.ops import thresholds as health
-
-UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:1/x?connect_timeout=3"
 
 # ----------------------------------------------------------------------------- --fail-if
 

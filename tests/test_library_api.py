@@ -40,7 +40,7 @@ def test_core_modules_do_not_import_typer_or_rich(module: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_the_check_in_the_brief_passes_verbatim() -> None:
+def test_importing_the_core_queue_leaves_typer_and_rich_unloaded() -> None:
     code = (
         "import pgq_cli.core.queue, sys; "
         "assert 'typer' not in sys.modules and 'rich' not in sys.modules"

@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import UNREACHABLE_DSN
 
 from pgq_cli.core import settings
 from pgq_cli.core.queue import Queue
@@ -136,6 +137,6 @@ def test_pause_bad_input_exits_2_and_writes_nothing(cli: Any, conn: Any, args: A
 
 
 def test_pause_unreachable_database_exits_69(cli: Any) -> None:
-    result = cli("pause", "jobs", env={"PGQ_DSN": "postgresql://nobody@127.0.0.1:1/x"})
+    result = cli("pause", "jobs", env={"PGQ_DSN": UNREACHABLE_DSN})
     assert result.exit_code == 69
     assert result.stderr.startswith("pgq: error: ")

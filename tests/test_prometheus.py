@@ -25,12 +25,11 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Cli
+from helpers import UNREACHABLE_DSN
 
 from pgq_cli.core.queue import PriorityStats, QueueStats
 from pgq_cli.ops import prometheus
 from pgq_cli.ops import thresholds as health
-
-UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:1/x?connect_timeout=3"
 
 # ----------------------------------------------------------------------------- dataset
 

@@ -43,7 +43,7 @@ def test_check_rejects_just_outside_the_code_bounds(
 
 
 def test_bounds_are_the_documented_ones() -> None:
-    # DESIGN.md: 1..10, 10 most urgent, default 5.
+    # The README's contract: 1..10, 10 most urgent, default 5.
     assert (core.MIN_PRIORITY, core.MAX_PRIORITY, core.DEFAULT_PRIORITY) == (1, 10, 5)
 
 

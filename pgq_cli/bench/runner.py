@@ -7,9 +7,10 @@ counting over-claims (a claim that returned more than qty rows) and duplicate le
 message handed out again while an earlier lease of it was still live).
 
 The pgq side calls the public `Queue.claim`/`Queue.ack`, so the numbers are those of the
-code users run. The naive side (`compare_naive`) is the vt-filter design of DESIGN.md, in
-`bench_sql`. It never prints and never imports Typer or rich; progress is a callback.
-It never touches a real queue: everything lives in the scratch schema.
+code users run. The naive side (`compare_naive`) is the vt-filter design described in
+docs/design.md, with its SQL in `pgq_cli/bench/schema.py`. It never prints and never
+imports Typer or rich; progress is a callback. It never touches a real queue: everything
+lives in the scratch schema.
 """
 
 from __future__ import annotations
@@ -310,7 +311,7 @@ class PgqDesign(Design):
 
 
 class NaiveDesign(Design):
-    """The vt-filter design of DESIGN.md (bench_sql.NAIVE_*)."""
+    """The vt-filter design of docs/design.md (bench_sql.NAIVE_*)."""
 
     name = "naive"
 

@@ -6,7 +6,7 @@ through `Queue` and `migrate`, so the bench measures what users run.
 Placeholders: `{messages}` is the scratch schema's messages table (the real schema, migrated
 with the real migrator) and `{naive}` the naive design's table in the same scratch schema.
 
-The naive design is the one this project grew from (DESIGN.md, the seed PR): no state
+The naive design is the one this project grew from (docs/design.md): no state
 column, one index `(queue_name, priority DESC, msg_id)`, and a claim that filters
 `vt <= now()` row by row, so it walks past every in-flight message at the front of a
 priority band. It keeps the seed's safe CTE claim shape: it is slow, not wrong.

@@ -14,11 +14,12 @@ from ..core import info as core_info
 from ..core.errors import ExitCode
 from ..core.queue import DEFAULT_SCHEMA, check_schema
 from . import output as render
-from .boundary import boundary, open_target, say
+from .boundary import boundary, say
+from .connection import open_target
 from .options import DsnOpt, FormatOpt, JsonOpt, SchemaOpt
 from .output import Format
 
-# This module's commands; the application adds them (nameless: merged into the root).
+# Registered by `main.build_app`, in the order `pgq --help` lists them.
 commands = typer.Typer()
 
 

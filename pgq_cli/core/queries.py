@@ -100,7 +100,8 @@ WHERE m.msg_id = due.msg_id
 # - The CTE holding FOR UPDATE is never inlined, so LIMIT is applied once. The tempting
 #   `UPDATE ... WHERE msg_id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` can be re-run
 #   per outer row when the planner puts it inside a nested loop, claiming far more than n
-#   (DESIGN.md; tests/test_claim_plan.py forces that plan).
+#   (docs/design.md; test_forced_nested_loop_in_form_over_claims_while_the_claim_stays_exact
+#   in tests/test_concurrency.py forces that plan).
 # - SKIP LOCKED: concurrent claimers take disjoint rows instead of queueing on each other.
 # - Only ready rows are in messages_ready_idx, so in-flight work is never walked past.
 # - RETURNING order is unspecified: the caller re-sorts by (priority DESC, msg_id).

@@ -18,7 +18,8 @@ from helpers_embedded import FreshHome, postgres_processes_under
 from psycopg import conninfo
 
 from pgq_cli.core import connect
-from pgq_cli.core.errors import ConfigError, ExitCode
+from pgq_cli.core.errors import ConfigError
+from pgq_cli.core.exitcodes import ExitCode
 
 LIBPQ_SETTINGS = ["PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE",
                   "PGSERVICEFILE"]

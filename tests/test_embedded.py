@@ -17,7 +17,8 @@ import pytest
 from helpers_embedded import FreshHome, postgres_processes_under
 
 from pgq_cli.core import embedded
-from pgq_cli.core.errors import ConfigError, ExitCode
+from pgq_cli.core.errors import ConfigError
+from pgq_cli.core.exitcodes import ExitCode
 
 CRON_PATH = "/usr/bin:/bin"
 as_root = pytest.mark.skipif(

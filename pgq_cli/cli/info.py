@@ -11,8 +11,8 @@ import typer
 
 from ..core import connect, embedded
 from ..core import info as core_info
-from ..core.errors import ExitCode
-from ..core.queue import DEFAULT_SCHEMA, check_schema
+from ..core.checks import DEFAULT_SCHEMA, check_schema
+from ..core.exitcodes import ExitCode
 from . import output as render
 from .boundary import boundary, say
 from .connection import open_target

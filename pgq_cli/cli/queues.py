@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..core import queue as core
-from ..core import settings as core_settings
+from ..core import checks
 from ..core.errors import InvalidInput
 from . import output as render
 from .boundary import boundary, say
@@ -32,14 +31,14 @@ commands.add_typer(queue_app)
 @commands.command()
 def queues(
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """List queues (with messages or settings): max deliveries, pause, depth by state."""
     fmt = render.resolve_format(fmt, json_out)
     with session("queues", dsn, schema) as q:
-        found = [info.to_json() for info in core_settings.list_queues(q)]
+        found = [info.to_json() for info in q.queues()]
     render.queue_list(found, fmt)
 
 
@@ -58,7 +57,7 @@ def config(
         bool, typer.Option("--unlimited", help="Remove the max-deliveries limit.")
     ] = False,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
@@ -70,15 +69,15 @@ def config(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
+        checks.check_queue(queue)
         if max_deliveries is not None and unlimited:
             raise InvalidInput("give --max-deliveries or --unlimited, not both")
-        core_settings.check_max_deliveries(max_deliveries)
+        checks.check_max_deliveries(max_deliveries)
     with session("queue config", dsn, schema) as q:
         if max_deliveries is None and not unlimited:
-            render.queue_settings(core_settings.get(q, queue).to_json(), fmt)
+            render.queue_settings(q.settings(queue).to_json(), fmt)
             return
-        result = core_settings.configure(q, queue, max_deliveries=max_deliveries)
+        result = q.configure(queue, max_deliveries=max_deliveries)
         if result.moved_to_dead:
             say(
                 f"pgq: {result.moved_to_dead} waiting message(s) of {queue!r} had already "

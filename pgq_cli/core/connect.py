@@ -21,7 +21,8 @@ import psycopg
 from psycopg import conninfo
 
 from . import embedded
-from .errors import ConfigError, ConnectFailed, translate
+from .errors import ConfigError, ConnectFailed
+from .translate import translate
 
 # libpq variables that say where to connect: if any is set, the user has configured libpq
 # (psql users often set only PGDATABASE or PGUSER), and pgq must not start a server of its

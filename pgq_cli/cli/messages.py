@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -31,6 +31,9 @@ from .options import (
     StatementTimeoutOpt,
 )
 from .output import Format
+
+if TYPE_CHECKING:
+    from ..core.queue import Queue
 
 # Registered by `main.build_app`, in the order `pgq --help` lists them.
 commands = typer.Typer()
@@ -318,27 +321,40 @@ def requeue(
             elif fmt is Format.json:
                 render.one({"redriven": 0}, fmt)  # a result, even when there was nothing
             return
-        refused: NothingDone | None = None
-        try:
-            if ids is None:
-                done, refused = pipeline.each(
-                    claimed, lambda m: q.requeue_states([m.msg_id], lease=m.lease, delay=delay)
-                )
-                states = {i: st for _, result in done for i, st in result.items()}
-            else:
-                states = q.requeue_states(ids, lease=lease, delay=delay)
-        except NothingDone as exc:
-            render.ids(exc.done, fmt)  # those were requeued all the same
-            raise
-        went_dead = sorted(i for i, st in states.items() if st == "dead")
-        if went_dead:
-            say(
-                f"pgq: {len(went_dead)} message(s) had their last delivery and went to dead "
-                f"letters: {', '.join(map(str, went_dead[:10]))}"
+        _requeue_messages(q, ids, claimed, lease=lease, delay=delay, fmt=fmt)
+
+
+def _requeue_messages(
+    q: Queue,
+    ids: list[int] | None,
+    claimed: list[pipeline.Leased],
+    *,
+    lease: str | None,
+    delay: float,
+    fmt: Format,
+) -> None:
+    """`requeue ID...` (ids), or `requeue -` (ids None: each claimed line with its lease)."""
+    refused: NothingDone | None = None
+    try:
+        if ids is None:
+            done, refused = pipeline.each(
+                claimed, lambda m: q.requeue_states([m.msg_id], lease=m.lease, delay=delay)
             )
-        render.ids(sorted(states), fmt)
-        if refused:
-            raise refused
+            states = {i: st for _, result in done for i, st in result.items()}
+        else:
+            states = q.requeue_states(ids, lease=lease, delay=delay)
+    except NothingDone as exc:
+        render.ids(exc.done, fmt)  # those were requeued all the same
+        raise
+    went_dead = sorted(i for i, st in states.items() if st == "dead")
+    if went_dead:
+        say(
+            f"pgq: {len(went_dead)} message(s) had their last delivery and went to dead "
+            f"letters: {', '.join(map(str, went_dead[:10]))}"
+        )
+    render.ids(sorted(states), fmt)
+    if refused:
+        raise refused
 
 
 def _check_redrive(

@@ -152,16 +152,15 @@ def send(
         if (payload is None) == (file is None):
             raise InvalidInput("give one PAYLOAD or --file", hint="see 'pgq send --help'")
         if file is not None:
-            payloads, line_numbers = _read_ndjson(file)
-            for text, number in zip(payloads, line_numbers, strict=True):
-                core.check_payload(text, where=f"line {number}")
+            texts, line_numbers = _read_ndjson(file)
+            checked = core.check_payloads(texts, line_numbers)
         else:
             assert payload is not None
             text = sys.stdin.read() if payload == "-" else payload
             payloads = [core.check_payload(text.strip() if payload == "-" else text)]
     with session("send", dsn, schema) as q:
         if file is not None:
-            ids = q.send_many(payloads, queue=queue, priority=priority, delay=delay)
+            ids = q.send_many(checked, queue=queue, priority=priority, delay=delay)
         else:
             ids = [q.send(payloads[0], queue=queue, priority=priority, delay=delay)]
         render.ids(ids, fmt)

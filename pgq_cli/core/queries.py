@@ -29,11 +29,26 @@ RETURNING msg_id
 
 # Bulk send reserves ids first so that COPY (which returns nothing) can write them, and the
 # ids come back in input order: FIFO within a priority follows the file's line order.
+# One nextval per message (as an INSERT would take), but the ids travel back as a range
+# when they are contiguous (no other writer took one meanwhile, the usual case), and as an
+# array only when they are not. vt comes back as text, in this session's own format, so
+# COPY reads back the very same instant.
 RESERVE_IDS: LiteralString = """
-SELECT nextval(pg_get_serial_sequence(%(table)s, 'msg_id'))
-FROM generate_series(1, %(count)s)
+WITH reserved AS (
+    SELECT nextval(pg_get_serial_sequence(%(table)s, 'msg_id')) AS msg_id
+    FROM generate_series(1, %(count)s)
+)
+SELECT (now() + make_interval(secs => %(delay)s))::text AS vt,
+       min(msg_id) AS first_id,
+       max(msg_id) AS last_id,
+       CASE
+           WHEN max(msg_id) - min(msg_id) + 1 = count(*) THEN NULL
+           ELSE array_agg(msg_id ORDER BY msg_id)
+       END AS scattered_ids
+FROM reserved
 """
 
+# Text format: the caller escapes backslash, tab, newline and carriage return in payloads.
 COPY_IN: LiteralString = """
 COPY {messages} (msg_id, queue, priority, state, vt, payload)
 FROM STDIN

@@ -38,6 +38,8 @@ MAX_PAYLOAD_BYTES = 1_048_576  # as stored (jsonb text form); the database CHECK
 # At most this many expired/due rows go back to ready per claim (or qty, if larger), so a
 # mass expiry costs each claim a bounded amount; see queries.RETURN_DUE.
 RETURN_DUE_BATCH = 1000
+# send_many hands COPY this many rows at a time (one string each): few calls, bounded memory.
+COPY_CHUNK_ROWS = 5000
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -198,22 +200,78 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _ExponentNumber(Exception):
+    """A number written with an exponent: its stored form may be far longer (1e300)."""
+
+
+def _float_without_exponent(text: str) -> float:
+    if "e" in text or "E" in text:
+        raise _ExponentNumber
+    return float(text)
+
+
+# One decoder for every payload (json.loads with any option builds a new one per call).
+_PAYLOAD_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_float=_float_without_exponent
+)
+
+
 def check_payload(text: str, where: str = "payload") -> str:
-    """Validate JSON text before any SQL; return it unchanged (numbers keep their digits)."""
+    """Validate JSON text before any SQL; return it unchanged (numbers keep their digits).
+
+    Parsed once. The stored size (jsonb's text form, which the database CHECK measures) is
+    computed only when it could exceed the cap: jsonb's form adds at most one space per
+    separator and never lengthens a string, so without an exponent it is at most twice
+    the input's size.
+    """
+    exponent = False
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        try:
+            value = _PAYLOAD_DECODER.decode(text)
+        except _ExponentNumber:
+            exponent = True
+            value = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise BadPayload(f"{where} is not valid JSON: {str(exc)[:120]}") from None
     if "\x00" in text or "\\u0000" in text:
         raise BadPayload(f"{where} contains a NUL character, which PostgreSQL cannot store")
-    # jsonb's text form is what the database CHECK measures; json.dumps matches its spacing.
-    stored_size = len(json.dumps(value, ensure_ascii=False).encode())
-    if stored_size > MAX_PAYLOAD_BYTES:
-        raise BadPayload(
-            f"{where} is {stored_size} bytes; the limit is {MAX_PAYLOAD_BYTES} (1 MiB)",
-            hint="store large data elsewhere and send a reference to it",
-        )
+    input_size = len(text) if text.isascii() else len(text.encode())
+    if exponent or 2 * input_size > MAX_PAYLOAD_BYTES:
+        # json.dumps matches jsonb's spacing.
+        stored_size = len(json.dumps(value, ensure_ascii=False).encode())
+        if stored_size > MAX_PAYLOAD_BYTES:
+            raise BadPayload(
+                f"{where} is {stored_size} bytes; the limit is {MAX_PAYLOAD_BYTES} (1 MiB)",
+                hint="store large data elsewhere and send a reference to it",
+            )
     return text
+
+
+@dataclass(frozen=True)
+class CheckedPayloads:
+    """Payloads that `check_payloads` has validated: `Queue.send_many` does not parse them
+    again (the CLI checks a file before connecting, then sends it)."""
+
+    texts: Sequence[str]
+
+
+def check_payloads(
+    texts: Sequence[str], line_numbers: Sequence[int] | None = None
+) -> CheckedPayloads:
+    """`check_payload` for each; an error names the 1-based position, or its line number."""
+    numbers = line_numbers if line_numbers is not None else range(1, len(texts) + 1)
+    for text, number in zip(texts, numbers, strict=True):
+        check_payload(text, where=f"line {number}")
+    return CheckedPayloads(texts)
+
+
+def _copy_text(payload: str) -> str:
+    """A payload as a field of COPY's text format."""
+    if "\\" in payload:
+        payload = payload.replace("\\", "\\\\")
+    if "\n" in payload or "\r" in payload or "\t" in payload:
+        payload = payload.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return payload
 
 
 def _with_done(error: NothingDone, done: set[int]) -> NothingDone:
@@ -283,7 +341,7 @@ class Queue:
 
     def send_many(
         self,
-        payloads: Sequence[str],
+        payloads: Sequence[str] | CheckedPayloads,
         *,
         queue: str = DEFAULT_QUEUE,
         priority: int = DEFAULT_PRIORITY,
@@ -291,27 +349,35 @@ class Queue:
     ) -> list[int]:
         """Insert many messages in one transaction with COPY; return their ids in order.
 
-        Every payload is validated before anything is written, so one bad payload means
-        nothing is inserted (BadPayload names its 1-based position).
+        Every payload is validated before anything is written (unless `check_payloads`
+        already did), so one bad payload means nothing is inserted (BadPayload names its
+        1-based position). Two statements: reserve the ids (and fix vt), then one COPY.
         """
         check_queue(queue)
         check_priority(priority)
         check_seconds(delay, "delay")
-        for index, payload in enumerate(payloads, start=1):
-            check_payload(payload, where=f"line {index}")
-        if not payloads:
+        if not isinstance(payloads, CheckedPayloads):
+            payloads = check_payloads(payloads)
+        texts = payloads.texts
+        if not texts:
             return []
         state = "delayed" if delay > 0 else "ready"
-        table_name = f"{self.schema}.messages"
+        params = {"table": f"{self.schema}.messages", "count": len(texts), "delay": delay}
         with translated(), self.conn.transaction(), self.conn.cursor() as cur:
-            now = cur.execute("SELECT now() + make_interval(secs => %s)", (delay,)).fetchone()
-            assert now is not None
-            vt = now[0]
-            cur.execute(queries.RESERVE_IDS, {"table": table_name, "count": len(payloads)})
-            ids = sorted(int(r[0]) for r in cur.fetchall())
-            with cur.copy(self._q(queries.COPY_IN)) as copy:
-                for msg_id, payload in zip(ids, payloads, strict=True):
-                    copy.write_row((msg_id, queue, priority, state, vt, payload))
+            row = cur.execute(self._rendered_sql(queries.RESERVE_IDS), params).fetchone()
+            assert row is not None
+            vt, first_id, last_id, scattered_ids = row
+            ids = list(range(first_id, last_id + 1)) if scattered_ids is None else scattered_ids
+            # Every column but the payload is the same on each row (queue names need no
+            # escaping: check_queue allows none of COPY's special characters).
+            same = f"\t{queue}\t{priority}\t{state}\t{vt}\t"
+            with cur.copy(self._rendered_sql(queries.COPY_IN)) as copy:
+                for start in range(0, len(texts), COPY_CHUNK_ROWS):
+                    end = start + COPY_CHUNK_ROWS
+                    copy.write("".join(
+                        f"{msg_id}{same}{_copy_text(text)}\n"
+                        for msg_id, text in zip(ids[start:end], texts[start:end], strict=True)
+                    ))
         return ids
 
     # -- claim -------------------------------------------------------------------------

@@ -33,9 +33,11 @@ RETURNING msg_id
 # when they are contiguous (no other writer took one meanwhile, the usual case), and as an
 # array only when they are not. vt comes back as text, in this session's own format, so
 # COPY reads back the very same instant.
+# The sequence is looked up once (an InitPlan): `nextval(pg_get_serial_sequence(...))`
+# repeats the catalog lookup for every row, 90% of the statement's time at 100,000 rows.
 RESERVE_IDS: LiteralString = """
 WITH reserved AS (
-    SELECT nextval(pg_get_serial_sequence(%(table)s, 'msg_id')) AS msg_id
+    SELECT nextval((SELECT pg_get_serial_sequence(%(table)s, 'msg_id')::regclass)) AS msg_id
     FROM generate_series(1, %(count)s)
 )
 SELECT (now() + make_interval(secs => %(delay)s))::text AS vt,

@@ -299,7 +299,11 @@ def _spread(rates: list[float]) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn", default=os.environ.get("PGQ_DSN", ""), help="server to use")
-    parser.add_argument("--messages", type=int, default=5000, help="messages per drain")
+    parser.add_argument("--messages", type=int, default=2000,
+                        help="messages per drain at qty 1")
+    parser.add_argument("--batch-messages", type=int, default=0,
+                        help="messages per drain at qty > 1 (default: 10 x --messages, so "
+                        "that a drain is not over in a few dozen claims)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (median is reported)")
     parser.add_argument(
         "--systems",
@@ -320,6 +324,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown system {sorted(unknown)}")
     shapes = [tuple(int(part) for part in shape.split("x")) for shape in args.shapes.split(",")]
+    batch_messages = args.batch_messages or 10 * args.messages
     systems: list[Any] = []
     results: list[dict[str, Any]] = []
     try:
@@ -327,12 +332,13 @@ def main() -> int:
             if name in wanted:
                 systems.append(make(args.dsn))
         for consumers, qty in shapes:
+            messages = args.messages if qty == 1 else batch_messages
             rates: dict[str, list[float]] = {s.name: [] for s in systems}
             for round_ in range(args.rounds):
                 shift = round_ % len(systems)
                 for system in systems[shift:] + systems[:shift]:
-                    system.fill(args.messages)
-                    rate = args.messages / system.drain(consumers, qty)
+                    system.fill(messages)
+                    rate = messages / system.drain(consumers, qty)
                     rates[system.name].append(rate)
                     print(f"consumers={consumers} qty={qty} round={round_} "
                           f"{system.name}: {rate:,.0f} msg/s", file=sys.stderr)
@@ -340,6 +346,7 @@ def main() -> int:
             results.append({
                 "consumers": consumers,
                 "qty": qty,
+                "messages": messages,
                 "msgs_per_s": {name: _spread(r) for name, r in rates.items()},
                 "pgq_over_seed": round(median["pgq"] / median["seed"], 3),
                 **({"pgq_over_pgqueuer": round(median["pgq"] / median["pgqueuer"], 3)}
@@ -349,10 +356,11 @@ def main() -> int:
         for system in systems:
             system.close()
     if args.json:
-        print(json.dumps({"messages": args.messages, "rounds": args.rounds, "results": results}))
+        print(json.dumps({"rounds": args.rounds, "results": results}))
         return 0
     names = [s.name for s in systems]
-    print(f"msg/s, median [min-max] of {args.rounds} rounds, {args.messages} messages a drain")
+    print(f"msg/s, median [min-max] of {args.rounds} rounds; messages a drain: "
+          f"{args.messages} at qty 1, {batch_messages} at qty > 1")
     print(f"{'consumers':>9} {'qty':>4} " + " ".join(f"{n:>22}" for n in names)
           + f" {'pgq/seed':>9} {'pgq/pgqueuer':>13}")
     for r in results:

@@ -13,9 +13,10 @@ import psycopg
 import pytest
 from conftest import Cli
 
-from pgq_cli.core import queue as core
+from pgq_cli.core import checks
+from pgq_cli.core.checks import MAX_PAYLOAD_BYTES
 from pgq_cli.core.errors import BadPayload
-from pgq_cli.core.queue import MAX_PAYLOAD_BYTES, Queue
+from pgq_cli.core.queue import Queue
 
 # Every character COPY's text format treats specially, in the places JSON allows it: inside
 # strings (escaped) and as whitespace between tokens (tab, CR, newline: a pretty-printed
@@ -107,17 +108,10 @@ def test_a_payload_that_grows_past_the_cap_when_stored_is_refused_in_code(
 def test_exponents_are_measured_as_stored() -> None:
     """A number with an exponent takes the exact path (its stored form may be longer);
     small ones pass."""
-    assert core.check_payload("[1e3, 2.5E-3, -1e+2]") == "[1e3, 2.5E-3, -1e+2]"
+    assert checks.check_payload("[1e3, 2.5E-3, -1e+2]") == "[1e3, 2.5E-3, -1e+2]"
     too_big = json.dumps({"p": "x" * MAX_PAYLOAD_BYTES, "n": 1e3})
     with pytest.raises(BadPayload, match="limit"):
-        core.check_payload(too_big)
-
-
-def test_check_payloads_names_the_line_number_it_was_given() -> None:
-    with pytest.raises(BadPayload, match="line 7"):
-        core.check_payloads(['{"ok": 1}', "{nope"], [3, 7])
-    checked = core.check_payloads(['{"ok": 1}'])
-    assert list(checked.texts) == ['{"ok": 1}']
+        checks.check_payload(too_big)
 
 
 def test_cli_send_file_prints_ids_in_line_order(cli: Cli, conn: psycopg.Connection[Any]) -> None:

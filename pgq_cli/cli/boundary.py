@@ -1,14 +1,15 @@
-"""The CLI's one error boundary and its connection session.
+"""The CLI's one error boundary: stderr, exit codes, masked secrets.
 
 Owns: turning any exception into one line on stderr and a documented exit code
-(`pgq: error: <what> — <what to do>`), masking passwords in everything it prints, and
-opening the connection a command runs on (announcing the embedded server on stderr).
-Tracebacks only with --debug, and masked even then.
+(`pgq: error: <what> — <what to do>`), parser usage errors included, and masking passwords
+in everything it prints (status lines from `say` too). Tracebacks only with --debug, and
+masked even then. Opening the connection a command runs on is `connection.py`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -17,14 +18,18 @@ from typing import Any
 
 import psycopg
 import typer
-from rich.console import Console
 
-from ..core import connect
-from ..core.errors import ExitCode, PgqError, redact, translate
-from ..core.queue import DEFAULT_SCHEMA, Queue
-
-# stderr is talk: status lines, warnings, errors. Never data.
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+from ..core.errors import (
+    ConnectFailed,
+    PermissionDenied,
+    PgqError,
+    SchemaForeign,
+    SchemaMissing,
+    redact,
+)
+from ..core.exitcodes import ExitCode
+from ..core.translate import translate
+from .output import stderr
 
 
 class _State:
@@ -42,10 +47,50 @@ def say(message: str) -> None:
     stderr.print(redact(message, state.secrets), markup=False)
 
 
+# The library's errors name its parameters (`PgqError.params`); the CLI says the flag or
+# command that sets each. Parameters a CLI user types under the same name are not here.
+FLAG_OF_PARAM = {
+    "older_than": "--older-than",
+    "min_priority": "--min-priority",
+    "max_priority": "--max-priority",
+    "below_priority": "--below-priority",
+    "below_priority=None": "no --below-priority",
+    "max_deliveries": "--max-deliveries",
+    "max_deliveries=None": "--unlimited",
+    "max_runtime": "--max-runtime",
+    "wait": "--wait",
+    "states": "--state",
+    "everything=True": "--all",
+    "redrive_dead()": "`pgq requeue --dead`",
+}
+
+
+# The CLI's hint for an error that carries its class's default (library) hint.
+CLI_HINTS: dict[type[PgqError], str] = {
+    ConnectFailed: "check that the server is up and --dsn/PGQ_DSN points at it",
+    PermissionDenied: "this role may not do that; see `pgq migrate --print-grants`",
+    SchemaMissing: "run `pgq migrate`",
+    SchemaForeign: "choose another schema with --schema or PGQ_SCHEMA",
+}
+
+
+def in_cli_words(text: str, params: tuple[str, ...]) -> str:
+    """`text` with each of the library's parameter names in `params` said as its flag."""
+    for param in sorted(params, key=len, reverse=True):  # `x=None` before `x`
+        flag = FLAG_OF_PARAM.get(param)
+        if flag is not None:
+            text = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w=(])", flag, text)
+    return text
+
+
 def fail(error: PgqError) -> typer.Exit:
     """Print a PgqError as one line; return the Exit to raise."""
-    hint = f" — {error.hint}" if error.hint else ""
-    line = f"pgq: error: {error.message}{hint}".replace("\n", " ")
+    message = in_cli_words(error.message, error.params)
+    said = error.hint
+    if said == type(error).hint and type(error) in CLI_HINTS:
+        said = CLI_HINTS[type(error)]
+    hint = f" — {in_cli_words(said, error.params)}" if said else ""
+    line = f"pgq: error: {message}{hint}".replace("\n", " ")
     stderr.print(redact(line, state.secrets), markup=False)
     return typer.Exit(int(error.exit_code))
 
@@ -90,51 +135,6 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
-
-
-def open_target(dsn: str | None) -> connect.Target:
-    """Resolve where to connect; say so on stderr when it is the embedded server."""
-    if dsn and dsn == os.environ.get("PGQ_DSN"):
-        # Typer fills --dsn from PGQ_DSN as well; only a DSN typed on the command line is
-        # "--dsn" (and visible in the process list).
-        dsn = None
-    target = connect.resolve(dsn)
-    state.secrets = tuple(s for s in (target.password,) if s)
-    if target.source == "--dsn" and target.password:
-        say(
-            "pgq: warning: --dsn carries a password, which other users can read in the "
-            "process list; prefer PGQ_DSN, PGPASSWORD or ~/.pgpass"
-        )
-    if target.embedded_dir is not None:
-        say(
-            f"pgq: no database configured; using the embedded PostgreSQL in "
-            f"{target.embedded_dir} (set --dsn or PGQ_DSN to use a server)"
-        )
-    return target
-
-
-@contextmanager
-def session(
-    command: str,
-    dsn: str | None,
-    schema: str = DEFAULT_SCHEMA,
-    *,
-    statement_timeout_ms: int = connect.DEFAULT_STATEMENT_TIMEOUT_MS,
-    lock_timeout_ms: int = connect.DEFAULT_LOCK_TIMEOUT_MS,
-) -> Iterator[Queue]:
-    """Inside the boundary: connect as `pgq <command>` and yield a Queue."""
-    with boundary():
-        target = open_target(dsn)
-        conn = connect.connect(
-            target,
-            f"pgq {command}",
-            statement_timeout_ms=statement_timeout_ms,
-            lock_timeout_ms=lock_timeout_ms,
-        )
-        try:
-            yield Queue(conn, schema)
-        finally:
-            conn.close()
 
 
 def usage_error(exc: Any, command_path: str) -> int:

@@ -141,12 +141,26 @@ CLAIM_CANDIDATE_FILTER: LiteralString = (
 )
 
 # Claim order and exactly-n: highest priority first, FIFO within a priority (the order of
-# messages_ready_idx). SKIP LOCKED: concurrent claimers take disjoint rows instead of
-# queueing on each other.
-CLAIM_ORDER_AND_LOCK: LiteralString = """
+# messages_ready_idx), the first n.
+CLAIM_ORDER: LiteralString = """
     ORDER BY priority DESC, msg_id
-    LIMIT %(qty)s
+    LIMIT %(qty)s"""
+
+# SKIP LOCKED: concurrent claimers take disjoint rows instead of queueing on each other.
+CLAIM_LOCK: LiteralString = """
     FOR UPDATE SKIP LOCKED"""
+
+# The claim's candidates: the first n claimable rows in claim order.
+# Without a lock clause, so that `pgq doctor` can EXPLAIN the claim's scan as a monitor
+# role (FOR UPDATE needs the UPDATE privilege even under EXPLAIN); CLAIM adds the lock.
+CLAIM_CANDIDATES: LiteralString = (
+    """
+    SELECT msg_id
+    FROM {messages}
+    WHERE """
+    + CLAIM_CANDIDATE_FILTER
+    + CLAIM_ORDER
+)
 
 # Nothing of the queue is due: no expired lease, no delayed message whose time has come.
 # min(vt) is the first entry of the queue's range of messages_due_idx (ordered by vt): one
@@ -160,6 +174,19 @@ NOTHING_DUE: LiteralString = """coalesce(
              AND state IN ('leased', 'delayed')),
           'infinity'
       ) > now()"""
+
+# The candidates of CLAIM_UNLESS_DUE: none at all while something of the queue is due.
+CLAIM_CANDIDATES_UNLESS_DUE: LiteralString = (
+    """
+    SELECT msg_id
+    FROM {messages}
+    WHERE """
+    + CLAIM_CANDIDATE_FILTER
+    + """
+      AND """
+    + NOTHING_DUE
+    + CLAIM_ORDER
+)
 
 # The second half of every claim: lease the rows of the CTE `locked` with a fresh token
 # each. RETURNING order is unspecified: the caller re-sorts by (priority DESC, msg_id).
@@ -179,15 +206,13 @@ RETURNING m.msg_id, m.queue, m.priority, m.state, m.vt, m.read_ct, m.enqueued_at
 # The CTE holding FOR UPDATE is never inlined, so LIMIT is applied once. The tempting
 # `UPDATE ... WHERE msg_id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` can be re-run per
 # outer row when the planner puts it inside a nested loop, claiming far more than n
-# (tests/test_concurrency.py forces that plan).
+# (docs/design.md; test_forced_nested_loop_in_form_over_claims_while_the_claim_stays_exact
+# in tests/test_concurrency.py forces that plan).
 CLAIM: LiteralString = (
     """
-WITH locked AS (
-    SELECT msg_id
-    FROM {messages}
-    WHERE """
-    + CLAIM_CANDIDATE_FILTER
-    + CLAIM_ORDER_AND_LOCK
+WITH locked AS ("""
+    + CLAIM_CANDIDATES
+    + CLAIM_LOCK
     + """
 )"""
     + LEASE_LOCKED
@@ -195,21 +220,15 @@ WITH locked AS (
 
 # The claim's fast path: one statement, one round trip, when nothing of the queue is due
 # (the common case). When something is due it claims nothing (the NOTHING_DUE InitPlan is a
-# one-time filter: no ready row is read or locked), and `Queue.claim` then sends RETURN_DUE and
-# CLAIM, so due work is returned first and competes for the batch by priority, exactly as
-# if RETURN_DUE always ran. It also claims nothing on an empty or paused queue, where the
-# fallback costs one more round trip with nothing to hand out.
+# one-time filter: no ready row is read or locked), and `Queue.claim` then sends RETURN_DUE
+# and CLAIM, so due work is returned first and competes for the batch by priority, exactly
+# as if RETURN_DUE always ran. It also claims nothing on an empty or paused queue, where
+# the fallback costs one more round trip with nothing to hand out.
 CLAIM_UNLESS_DUE: LiteralString = (
     """
-WITH locked AS (
-    SELECT msg_id
-    FROM {messages}
-    WHERE """
-    + CLAIM_CANDIDATE_FILTER
-    + """
-      AND """
-    + NOTHING_DUE
-    + CLAIM_ORDER_AND_LOCK
+WITH locked AS ("""
+    + CLAIM_CANDIDATES_UNLESS_DUE
+    + CLAIM_LOCK
     + """
 )"""
     + LEASE_LOCKED
@@ -453,42 +472,98 @@ ORDER BY 1
 # Queue names for shell completion, without counting anything: a loose index scan (one
 # probe per distinct queue) over each partial index, plus the settings table. Cheap at any
 # table size, and the caller bounds it with a short statement_timeout anyway.
-QUEUE_NAMES: LiteralString = """
-WITH RECURSIVE
-ready AS (
-    (SELECT queue FROM {messages} WHERE state = 'ready' ORDER BY queue LIMIT 1)
+# Each partial index of sql/0001 by its predicate, written as the index has it (the planner
+# uses a partial index only for a query whose WHERE implies its predicate).
+PARTIAL_INDEX_PREDICATES: dict[LiteralString, LiteralString] = {
+    "ready": "state = 'ready'",  # messages_ready_idx
+    "waiting": "state IN ('leased', 'delayed')",  # messages_due_idx
+    "dead": "state = 'dead'",  # messages_dead_idx
+}
+
+# The distinct queue names in one partial index: a recursive CTE that probes for the next
+# name after the last, once per distinct queue (a loose index scan). <cte> names it and
+# <predicate> is the index's.
+_DISTINCT_QUEUES_IN_INDEX: LiteralString = """
+<cte> AS (
+    (SELECT queue FROM {messages} WHERE <predicate> ORDER BY queue LIMIT 1)
     UNION ALL
     SELECT (SELECT m.queue FROM {messages} AS m
-            WHERE m.state = 'ready' AND m.queue > ready.queue
+            WHERE m.<predicate> AND m.queue > <cte>.queue
             ORDER BY m.queue LIMIT 1)
-    FROM ready
-    WHERE ready.queue IS NOT NULL
-),
-waiting AS (
-    (SELECT queue FROM {messages} WHERE state IN ('leased', 'delayed') ORDER BY queue LIMIT 1)
-    UNION ALL
-    SELECT (SELECT m.queue FROM {messages} AS m
-            WHERE m.state IN ('leased', 'delayed') AND m.queue > waiting.queue
-            ORDER BY m.queue LIMIT 1)
-    FROM waiting
-    WHERE waiting.queue IS NOT NULL
-),
-dead AS (
-    (SELECT queue FROM {messages} WHERE state = 'dead' ORDER BY queue LIMIT 1)
-    UNION ALL
-    SELECT (SELECT m.queue FROM {messages} AS m
-            WHERE m.state = 'dead' AND m.queue > dead.queue
-            ORDER BY m.queue LIMIT 1)
-    FROM dead
-    WHERE dead.queue IS NOT NULL
-)
-SELECT queue FROM ready WHERE starts_with(queue, %(prefix)s)
-UNION
-SELECT queue FROM waiting WHERE starts_with(queue, %(prefix)s)
-UNION
-SELECT queue FROM dead WHERE starts_with(queue, %(prefix)s)
-UNION
-SELECT queue FROM {queues} WHERE starts_with(queue, %(prefix)s)
+    FROM <cte>
+    WHERE <cte>.queue IS NOT NULL
+)"""
+
+# Queue names for shell completion, without counting anything: a loose index scan over
+# each partial index (one CTE per index: one scan over all states would use none of them),
+# plus the settings table. Cheap at any table size, and the caller bounds it with a short
+# statement_timeout anyway.
+QUEUE_NAMES: LiteralString = (
+    "WITH RECURSIVE"
+    + ",".join(
+        _DISTINCT_QUEUES_IN_INDEX.replace("<cte>", cte).replace("<predicate>", predicate)
+        for cte, predicate in PARTIAL_INDEX_PREDICATES.items()
+    )
+    + "\n"
+    + "".join(
+        "SELECT queue FROM " + cte + " WHERE starts_with(queue, %(prefix)s)\nUNION\n"
+        for cte in PARTIAL_INDEX_PREDICATES
+    )
+    + """SELECT queue FROM {queues} WHERE starts_with(queue, %(prefix)s)
 ORDER BY 1
 LIMIT %(limit)s
 """
+)
+
+
+# ----------------------------------------------------------------------------- purge
+
+# Which rows a purge selects. State is the effective state (as `peek` and `stats` show
+# it: a leased row past its vt is 'expired', a due delayed row is 'ready'). Age counts
+# from when the message was sent, except for dead letters, where it counts from when they
+# died (vt of a dead row), as in `requeue --dead --older-than`.
+_PURGE_FILTER: LiteralString = (
+    """
+    queue = %(queue)s
+    AND (%(states)s::text[] IS NULL OR """
+    + EFFECTIVE_STATE
+    + """ = ANY(%(states)s::text[]))
+    AND (%(older_than)s::float8 IS NULL
+         OR CASE WHEN state = 'dead' THEN vt ELSE enqueued_at END
+            <= now() - make_interval(secs => %(older_than)s::float8))
+"""
+)
+
+# One batch: at most %(batch)s rows, in msg_id order after the last batch's highest id
+# (keyset, so each batch starts where the previous stopped instead of walking past the
+# dead tuples of earlier batches). SKIP LOCKED: a row a claimer holds at this instant is
+# changing state; the purge leaves it rather than waiting (or deadlocking) on it.
+# Each batch is its own autocommit statement, so locks live for one batch only.
+PURGE_BATCH: LiteralString = (
+    """
+WITH doomed AS (
+    SELECT msg_id
+    FROM {messages}
+    WHERE msg_id > %(after)s
+      AND """
+    + _PURGE_FILTER
+    + """
+    ORDER BY msg_id
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {messages} AS m
+USING doomed
+WHERE m.msg_id = doomed.msg_id
+RETURNING m.msg_id
+"""
+)
+
+# --dry-run: how many rows the purge would delete now. Read-only, takes no row locks.
+PURGE_COUNT: LiteralString = (
+    """
+SELECT count(*)
+FROM {messages}
+WHERE """
+    + _PURGE_FILTER
+)

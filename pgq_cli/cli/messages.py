@@ -1,4 +1,4 @@
-"""The `pgq` command line: parse, open a session, call one core function, render.
+"""The everyday loop: `pgq send`, `claim`, `peek`, `ack`, `requeue`, `extend`.
 
 No queue logic lives here. Inputs are validated (by the core's own check functions) before
 connecting, so bad input exits 2 even when the database is down, and nothing is written.
@@ -12,25 +12,13 @@ from typing import Annotated
 
 import typer
 
-from ..core import migrate as migrator
-from ..core import queue as core
-from ..core import waiting
+from ..core import checks
+from ..core.connect import DEFAULT_STATEMENT_TIMEOUT_MS
 from ..core.durations import parse_duration
 from ..core.errors import EmptyClaim, InvalidInput, NothingDone
-from ..ops.grants import DEFAULT_ROLE_PREFIX, grant_sql
-from . import (
-    bench as cli_bench,  # noqa: F401  registers pgq bench
-)
-from . import (
-    demo as cli_demo,  # noqa: F401  registers pgq demo
-)
-from . import ops as cli_ops  # registers pgq purge, watch, doctor; health options of stats
 from . import output as render
-from . import (
-    queues as cli_queues,  # noqa: F401  registers pgq queue config, pause, resume, queues
-)
-from .app import app
-from .boundary import boundary, say, session
+from .boundary import boundary, say
+from .connection import session
 from .options import (
     DsnOpt,
     FormatOpt,
@@ -44,60 +32,8 @@ from .options import (
 )
 from .output import Format
 
-DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
-MIGRATE_LOCK_TIMEOUT_MS = 3_000
-
-
-@app.command()
-def migrate(
-    list_: Annotated[
-        bool, typer.Option("--list", help="Show applied and pending migrations.")
-    ] = False,
-    print_sql: Annotated[
-        bool, typer.Option("--sql", help="Print the pending SQL without connecting.")
-    ] = False,
-    since: Annotated[
-        int, typer.Option("--since", help="With --sql: the version already applied.")
-    ] = 0,
-    print_grants: Annotated[
-        bool,
-        typer.Option(
-            "--print-grants",
-            help="Print SQL creating least-privilege producer/consumer/monitor roles "
-            "(PUBLIC revoked) for --schema, without connecting.",
-        ),
-    ] = False,
-    role_prefix: Annotated[
-        str, typer.Option("--role-prefix", help="With --print-grants: roles are PREFIX_producer...")
-    ] = DEFAULT_ROLE_PREFIX,
-    lock_timeout: Annotated[
-        int, typer.Option("--lock-timeout", help="lock_timeout in milliseconds (exit 75).")
-    ] = MIGRATE_LOCK_TIMEOUT_MS,
-    dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
-    json_out: JsonOpt = False,
-    fmt: FormatOpt = Format.auto,
-) -> None:
-    """Create or upgrade the pgq schema. Safe to run again; concurrent runs take turns."""
-    fmt = render.resolve_format(fmt, json_out)
-    if print_grants:
-        with boundary():
-            sys.stdout.write(grant_sql(schema, role_prefix))
-        return
-    if print_sql:
-        with boundary():
-            sys.stdout.write(migrator.pending_sql(schema, since))
-        return
-    with session("migrate", dsn, schema, lock_timeout_ms=lock_timeout) as q:
-        if list_:
-            render.migrations(migrator.status(q.conn, schema), fmt)
-            return
-        applied = migrator.migrate(q.conn, schema)
-    if applied:
-        for m in applied:
-            say(f"pgq: applied {m.filename}")
-    else:
-        say(f"pgq: schema {schema!r} is up to date")
+# Registered by `main.build_app`, in the order `pgq --help` lists them.
+commands = typer.Typer()
 
 
 def _read_ndjson(path: str) -> tuple[list[str], list[int]]:
@@ -120,14 +56,14 @@ def _read_ndjson(path: str) -> tuple[list[str], list[int]]:
     return payloads, line_numbers
 
 
-@app.command()
+@commands.command()
 def send(
     payload: Annotated[
         str | None,
         typer.Argument(help="JSON payload; '-' reads one payload from stdin.", show_default=False),
     ] = None,
-    queue: QueueOpt = core.DEFAULT_QUEUE,
-    priority: PriorityOpt = core.DEFAULT_PRIORITY,
+    queue: QueueOpt = checks.DEFAULT_QUEUE,
+    priority: PriorityOpt = checks.DEFAULT_PRIORITY,
     delay: Annotated[
         float, typer.Option("--delay", help="Seconds before it can be claimed.")
     ] = 0.0,
@@ -140,45 +76,49 @@ def send(
         ),
     ] = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
     """Send messages; print their msg ids. Priority 10 is most urgent."""
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
-        core.check_queue(queue)
-        core.check_priority(priority)
-        core.check_seconds(delay, "delay")
+        checks.check_queue(queue)
+        checks.check_priority(priority)
+        checks.check_seconds(delay, "delay")
         if (payload is None) == (file is None):
             raise InvalidInput("give one PAYLOAD or --file", hint="see 'pgq send --help'")
         if file is not None:
-            texts, line_numbers = _read_ndjson(file)
-            checked = core.check_payloads(texts, line_numbers)
+            lines, line_numbers = _read_ndjson(file)
+            # Checked once here, before connecting; send_many sees them checked.
+            payloads = [
+                checks.check_payload(text, where=f"line {number}")
+                for text, number in zip(lines, line_numbers, strict=True)
+            ]
         else:
             assert payload is not None
             text = sys.stdin.read() if payload == "-" else payload
-            payloads = [core.check_payload(text.strip() if payload == "-" else text)]
+            payloads = [checks.check_payload(text.strip() if payload == "-" else text)]
     with session("send", dsn, schema) as q:
         if file is not None:
-            ids = q.send_many(checked, queue=queue, priority=priority, delay=delay)
+            ids = q.send_many(payloads, queue=queue, priority=priority, delay=delay)
         else:
             ids = [q.send(payloads[0], queue=queue, priority=priority, delay=delay)]
         render.ids(ids, fmt)
 
 
-@app.command()
+@commands.command()
 def claim(
-    queue: QueueOpt = core.DEFAULT_QUEUE,
+    queue: QueueOpt = checks.DEFAULT_QUEUE,
     qty: Annotated[int, typer.Option("--qty", "-n", help="At most this many messages.")] = 1,
     vt: Annotated[
         float, typer.Option("--vt", help="Lease (visibility timeout) in seconds.")
-    ] = core.DEFAULT_VT_S,
+    ] = checks.DEFAULT_VT_S,
     min_priority: Annotated[
         int, typer.Option("--min-priority", help="Only claim priority >= this.")
-    ] = core.MIN_PRIORITY,
+    ] = checks.MIN_PRIORITY,
     max_priority: Annotated[
         int, typer.Option("--max-priority", help="Only claim priority <= this.")
-    ] = core.MAX_PRIORITY,
+    ] = checks.MAX_PRIORITY,
     fail_if_empty: Annotated[
         bool, typer.Option("--fail-if-empty", help="Exit 3 when nothing was claimed.")
     ] = False,
@@ -191,7 +131,7 @@ def claim(
         ),
     ] = 0.0,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
     statement_timeout: StatementTimeoutOpt = DEFAULT_STATEMENT_TIMEOUT_MS,
@@ -204,28 +144,23 @@ def claim(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
-        core.check_qty(qty)
-        core.check_seconds(vt, "vt", allow_zero=False)
-        core.check_priority(min_priority)
-        core.check_priority(max_priority)
-        if min_priority > max_priority:
-            raise InvalidInput("--min-priority is above --max-priority")
-        waiting.check_wait(wait)
+        checks.check_queue(queue)
+        checks.check_qty(qty)
+        checks.check_seconds(vt, "vt", allow_zero=False)
+        checks.check_priority_range(min_priority, max_priority)
+        checks.check_wait(wait)
     with session("claim", dsn, schema, statement_timeout_ms=statement_timeout) as q:
         bounds = {"min_priority": min_priority, "max_priority": max_priority}
-        if wait > 0:
-            found = waiting.claim_wait(q, wait=wait, queue=queue, qty=qty, vt=vt, **bounds)
-        else:
-            found = q.claim(queue=queue, qty=qty, vt=vt, **bounds)
+        until = wait if wait > 0 else None
+        found = q.claim(queue=queue, qty=qty, vt=vt, **bounds, wait=until)
         if not found and fail_if_empty:
             raise EmptyClaim(f"queue {queue!r} had nothing ready to claim")
         render.messages(found, fmt, title=f"claimed from {queue}")
 
 
-@app.command()
+@commands.command()
 def peek(
-    queue: QueueOpt = core.DEFAULT_QUEUE,
+    queue: QueueOpt = checks.DEFAULT_QUEUE,
     limit: Annotated[int, typer.Option("--limit", "-l", help="At most this many.")] = 10,
     state: Annotated[
         str,
@@ -234,18 +169,16 @@ def peek(
         ),
     ] = "ready",
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """Show messages in claim order without claiming them or touching any lease."""
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
-        if state not in (*core.STATES, "all"):
-            raise InvalidInput(f"unknown state {state!r}", hint="use " + " | ".join(core.STATES))
-        if not 1 <= limit <= core.MAX_QTY:
-            raise InvalidInput(f"limit must be 1..{core.MAX_QTY}, not {limit}")
+        checks.check_queue(queue)
+        checks.check_peek_state(state)
+        checks.check_qty(limit, "limit")
     with session("peek", dsn, schema) as q:
         render.messages(q.peek(queue=queue, limit=limit, state=state), fmt, title=queue)
 
@@ -253,19 +186,19 @@ def peek(
 MsgIdsArg = Annotated[list[int], typer.Argument(help="Message ids.", show_default=False)]
 
 
-@app.command()
+@commands.command()
 def ack(
     msg_ids: MsgIdsArg,
     lease: LeaseOpt = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
     """Acknowledge (delete) messages. Exit 3 if an id is unknown or its lease is stale."""
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
-        core.check_ids(msg_ids)
-        core.check_lease(lease)
+        checks.check_ids(msg_ids)
+        checks.check_lease(lease)
     with session("ack", dsn, schema) as q:
         try:
             acked = q.ack(msg_ids, lease=lease)
@@ -275,7 +208,7 @@ def ack(
         render.ids(acked, fmt)
 
 
-@app.command()
+@commands.command()
 def requeue(
     msg_ids: Annotated[
         list[int] | None, typer.Argument(help="Message ids.", show_default=False)
@@ -315,7 +248,7 @@ def requeue(
         bool, typer.Option("--all", help="With --dead: every dead letter, no filter needed.")
     ] = False,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
     """Give messages back to the queue (read_ct is kept), now or after --delay.
@@ -328,11 +261,11 @@ def requeue(
         if [bool(msg_ids), expired, dead].count(True) != 1:
             raise InvalidInput("give MSG_IDs, --expired or --dead")
         if queue is not None:
-            core.check_queue(queue)
+            checks.check_queue(queue)
         if msg_ids:
-            core.check_ids(msg_ids)
-            core.check_lease(lease)
-            core.check_seconds(delay, "delay")
+            checks.check_ids(msg_ids)
+            checks.check_lease(lease)
+            checks.check_seconds(delay, "delay")
         age = _check_redrive(dead, older_than, limit, all_dead, has_queue=queue is not None)
     with session("requeue", dsn, schema) as q:
         if expired:
@@ -371,7 +304,7 @@ def _check_redrive(
         raise InvalidInput(f"--limit must be >= 1, not {limit}")
     age = None if older_than is None else parse_duration(older_than, "--older-than")
     if age is not None:
-        core.check_age(age)
+        checks.check_age(age)
     if not (all_dead or has_queue or age is not None or limit is not None):
         raise InvalidInput(
             "refusing to redrive every dead letter of every queue",
@@ -380,57 +313,21 @@ def _check_redrive(
     return age
 
 
-@app.command()
+@commands.command()
 def extend(
     msg_id: Annotated[int, typer.Argument(help="Message id.", show_default=False)],
     vt: Annotated[float, typer.Option("--vt", help="New lease: this many seconds from now.")],
     lease: LeaseOpt = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """Extend a lease you hold (a heartbeat for long work). Exit 3 if it is not current."""
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_ids([msg_id])
-        core.check_lease(lease)
-        core.check_seconds(vt, "vt", allow_zero=False)
+        checks.check_ids([msg_id])
+        checks.check_lease(lease)
+        checks.check_seconds(vt, "vt", allow_zero=False)
     with session("extend", dsn, schema) as q:
         render.messages([q.extend(msg_id, vt=vt, lease=lease)], fmt)
-
-
-@app.command()
-def stats(
-    queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Only this queue.")
-    ] = None,
-    dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
-    json_out: JsonOpt = False,
-    fmt: cli_ops.StatsFormatOpt = cli_ops.StatsFormat.auto,
-    textfile_dir: cli_ops.TextfileDirOpt = None,
-    textfile_name: cli_ops.TextfileNameOpt = cli_ops.DEFAULT_TEXTFILE_NAME,
-    fail_if: cli_ops.FailIfOpt = None,
-    estimate: cli_ops.EstimateOpt = False,
-) -> None:
-    """Messages per queue and priority by state (priority 10 is most urgent, claimed first).
-
-    For cron and alerting: --format prometheus (--textfile-dir for node_exporter) and
-    --fail-if thresholds, which exit 3 when crossed.
-    """
-    plan = cli_ops.stats_plan(fmt, json_out, textfile_dir, textfile_name, fail_if)
-    with boundary():
-        if queue is not None:
-            core.check_queue(queue)
-    with session("stats", dsn, schema) as q:
-        cli_ops.stats_emit(q, plan, queue=queue, estimate=estimate, schema=schema)
-
-
-def main() -> None:
-    """Console-script entry point (`pgq`, `pgq-cli`)."""
-    app(prog_name="pgq")
-
-
-if __name__ == "__main__":
-    main()

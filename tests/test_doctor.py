@@ -452,10 +452,15 @@ def test_monitor_role_runs_doctor_and_is_told_what_it_cannot_see(
 ) -> None:
     """The least-privilege monitor role can run every check (EXPLAIN of the claim's UPDATE
     needed the UPDATE privilege: doctor used to exit 77), but pg_stat_activity hides other
-    roles' transactions from it: it says so instead of reporting all clear."""
+    roles' transactions from it: it says so instead of reporting all clear.
+
+    The grants script gives the monitor pg_monitor, which shows them; this is the monitor
+    of a script run without the right to grant it (tests/test_grants.py)."""
     fill(q, 100)
     monitor = Cli(monitor_dsn)
     user = conninfo.conninfo_to_dict(monitor_dsn)["user"]
+    group = user.removesuffix("_doctor") + "_monitor"
+    q.conn.execute(sql.SQL("REVOKE pg_monitor FROM {}").format(sql.Identifier(group)))
     holder = psycopg.connect(db_dsn, application_name="holder")
     try:
         holder.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -479,6 +484,25 @@ def test_monitor_role_runs_doctor_and_is_told_what_it_cannot_see(
         granted = monitor("doctor", "--json", "--max-xact-age", "1s")
         assert granted.exit_code == 3, granted.stderr
         assert one(granted, "xmin_horizon")["summary"].startswith(
+            f"pid {holder.info.backend_pid} (postgres, holder) has been idle in transaction"
+        )
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_monitor_role_with_pg_monitor_sees_every_session(
+    monitor_dsn: str, db_dsn: str, cli: Cli, q: Queue
+) -> None:
+    """As granted by the script, the monitor sees another role's old transaction."""
+    holder = psycopg.connect(db_dsn, application_name="holder")
+    try:
+        holder.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        holder.execute("SELECT 1")
+        time.sleep(1.2)
+        result = Cli(monitor_dsn)("doctor", "--json", "--max-xact-age", "1s")
+        assert result.exit_code == 3, result.stderr
+        assert one(result, "xmin_horizon")["summary"].startswith(
             f"pid {holder.info.backend_pid} (postgres, holder) has been idle in transaction"
         )
     finally:
@@ -552,6 +576,20 @@ def test_problems_on_a_healthy_database_prints_nothing_but_a_warning_if_any(
     result = cli("doctor", "--problems", "--json")
     assert result.exit_code == 0
     assert findings(result) == ([] if server_autovacuum(conn) else [vacuum_finding(conn)])
+
+
+def test_problems_leaves_out_info_findings_that_need_no_action(monitor_dsn: str) -> None:
+    """The monitor role always gets an info finding (other roles' sessions are hidden):
+    `--problems` in its cron job must not print it every run."""
+    monitor = Cli(monitor_dsn)
+    everything = findings(monitor("doctor", "--json"))
+    assert "info" in [f["severity"] for f in everything]
+    problems = monitor("doctor", "--json", "--problems")
+    assert problems.exit_code == 0, problems.stderr
+    assert findings(problems) == [f for f in everything if f["severity"] in ("warning", "serious")]
+    plain = monitor("doctor", "--problems", "--format", "plain")
+    assert "info\t" not in plain.stdout
+    assert len(plain.stdout.splitlines()) == len(findings(problems))
 
 
 def test_json_plain_and_table_formats(cli: Cli) -> None:

@@ -81,18 +81,34 @@ def root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+            "--version",
+            "-V",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+    no_embedded: Annotated[
+        bool,
+        typer.Option(
+            "--no-embedded",
+            help="Never start the embedded PostgreSQL: with no DSN and no libpq setting, "
+            "exit 78 instead (also PGQ_NO_EMBEDDED=1).",
         ),
     ] = False,
 ) -> None:
     """pgq: a Postgres-backed priority message queue. Priority 10 is most urgent."""
     state.debug = state.debug or debug
+    state.no_embedded = no_embedded
 
 
-def create_app() -> typer.Typer:
-    """The root application with its options (--debug, --version) and no commands yet."""
+def create_app(cls: type[PgqGroup] = PgqGroup) -> typer.Typer:
+    """The root application with its options (--debug, --version) and no commands yet.
+
+    `cls` is the click group it becomes: `main` passes one that loads commands lazily.
+    """
     app = typer.Typer(
-        cls=PgqGroup,
+        cls=cls,
         name="pgq",
         help="pgq: a Postgres-backed priority message queue. Priority 10 is most urgent.\n\n"
         + EXIT_CODES_HELP,

@@ -16,7 +16,6 @@ from ..core.checks import DEFAULT_QUEUE, DEFAULT_SCHEMA, check_queue
 from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
 from ..core.exitcodes import ExitCode
-from ..ops import doctor as doctor_core
 from ..ops import watch as watch_core
 from . import output as render
 from .boundary import boundary, say
@@ -177,7 +176,12 @@ def doctor(
         ),
     ] = "5m",
     problems_only: Annotated[
-        bool, typer.Option("--problems", help="Show only findings that are not ok.")
+        bool,
+        typer.Option(
+            "--problems",
+            help="Show only findings that need action (warning, serious); print nothing when "
+            "there are none (cron mails nothing).",
+        ),
     ] = False,
     dsn: DsnOpt = "",
     schema: SchemaOpt = DEFAULT_SCHEMA,
@@ -195,9 +199,12 @@ def doctor(
         check_queue(queue)
         max_age = parse_duration(max_xact_age, "--max-xact-age")
     with session("doctor", dsn, schema) as q:
+        from ..ops import doctor as doctor_core  # psycopg: loaded when it runs, not for help
+
         report = doctor_core.run(q, queue=queue, max_xact_age_s=max_age)
         shown = report.problems if problems_only else report.findings
-        render.findings(shown, fmt, schema=schema)
+        if shown or not problems_only:  # --problems, all well: not even an empty table
+            render.findings(shown, fmt, schema=schema)
         serious = [f for f in report.findings if f.severity == "serious"]
         if serious:
             say(f"pgq: doctor found {len(serious)} serious problem(s)")

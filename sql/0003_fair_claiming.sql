@@ -1,0 +1,178 @@
+-- Why: fair claiming across tenants (opt-in per queue). A message may carry a fairness key
+-- (a tenant, org or customer id); a queue configured `--fair` rotates its claims across
+-- the keys that have work at the highest claimable priority, with per-key weights and an
+-- optional cap on live leases per key. docs/fairness.md explains the design.
+--
+-- Nothing here rewrites or scans the messages table, so it does not hold claims up on a
+-- table of any size: ADD COLUMN without a default and a CHECK ... NOT VALID only change
+-- the catalog. The brief ACCESS EXCLUSIVE lock they need waits at most lock_timeout (set
+-- below) for running transactions, so claims queue behind it for at most that long; if it
+-- cannot get the lock in time the migration fails (exit 75) and can simply be run again.
+-- The index the fair claim probes is built by the next file, without a transaction
+-- (CREATE INDEX CONCURRENTLY), because building it here would block claims for the whole
+-- heap scan.
+
+SET LOCAL lock_timeout = '500ms';
+
+-- The fairness key. NULL: no key; such messages form a lane of their own ('' below).
+ALTER TABLE messages ADD COLUMN key text;
+-- 1-128 characters, no control characters; code checks the same with exit 2. NOT VALID:
+-- existing rows (all NULL) are not scanned; every new or updated row is checked.
+ALTER TABLE messages ADD CONSTRAINT messages_key_valid
+    CHECK (char_length(key) BETWEEN 1 AND 128 AND key !~ '[[:cntrl:]]') NOT VALID;
+-- true while this lease is counted in fair_keys.inflight (set by the fair claim, cleared by
+-- the trigger that uncounts it). NULL for every lease of an ordinary queue, so acking those
+-- never calls a function (the triggers' WHEN clauses are checked without one).
+ALTER TABLE messages ADD COLUMN lease_counted boolean;
+
+ALTER TABLE queues ADD COLUMN fair boolean NOT NULL DEFAULT false;
+-- A key holding this many counted leases yields nothing to claim. NULL: no cap.
+ALTER TABLE queues ADD COLUMN max_inflight_per_key integer;
+ALTER TABLE queues ADD CONSTRAINT queues_max_inflight_per_key_positive
+    CHECK (max_inflight_per_key > 0);
+
+-- One row per (queue, key) of a fair queue: the claim walks this small table instead of
+-- the messages, locks the keys it serves (SKIP LOCKED, so racing claimers serve different
+-- keys and a key's cap counter is only ever changed under its row lock), then probes each
+-- key's head through messages_fair_ready_idx.
+CREATE TABLE fair_keys (
+    queue         text             NOT NULL,
+    -- '' is the lane of messages without a key (a real key is never empty).
+    key           text             NOT NULL,
+    -- Share of claims while several keys have backlog: weight 2 gets twice weight 1's.
+    weight        double precision NOT NULL DEFAULT 1,
+    -- Virtual time: advanced by 1/weight per message claimed. The key with the least goes
+    -- first among keys whose head has the same priority. A key that gets work again after
+    -- being idle catches up to the queue's clock (fair_clock) so it cannot claim a burst of
+    -- "owed" turns.
+    vtime         double precision NOT NULL DEFAULT 0,
+    -- Live leases taken by the fair claim and not yet acked, requeued or expired.
+    inflight      integer          NOT NULL DEFAULT 0,
+    -- Priority of the key's best ready message; NULL: nothing ready. Raised by the triggers
+    -- below when work becomes ready, recomputed by the claim for the keys it served.
+    head_priority smallint,
+    PRIMARY KEY (queue, key),
+    CONSTRAINT fair_keys_weight_range CHECK (weight > 0 AND weight <= 1000),
+    CONSTRAINT fair_keys_inflight_nonnegative CHECK (inflight >= 0)
+);
+
+-- The claim's walk: highest head priority first, then least virtual time.
+CREATE INDEX fair_keys_turn_idx
+    ON fair_keys (queue, head_priority DESC, vtime, key)
+    WHERE head_priority IS NOT NULL;
+-- The queue's clock for a key that gets work after being idle: the least virtual time of
+-- a key with work, or when none has work, the greatest of all.
+CREATE INDEX fair_keys_backlogged_clock_idx
+    ON fair_keys (queue, vtime)
+    WHERE head_priority IS NOT NULL;
+CREATE INDEX fair_keys_clock_idx
+    ON fair_keys (queue, vtime);
+
+CREATE FUNCTION fair_clock(for_queue text) RETURNS double precision
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+AS $$
+    SELECT coalesce(
+        (SELECT vtime FROM fair_keys
+         WHERE queue = for_queue AND head_priority IS NOT NULL
+         ORDER BY vtime LIMIT 1),
+        (SELECT vtime FROM fair_keys
+         WHERE queue = for_queue
+         ORDER BY vtime DESC LIMIT 1),
+        0
+    )
+$$;
+
+-- Work became ready in a fair queue (send): register its key, raise its head priority.
+-- One statement per INSERT statement (a COPY of 100k rows runs it once). For an ordinary
+-- queue the join with queues finds no fair row and nothing is written. Keys are upserted
+-- in (queue, key) order so that concurrent multi-key sends lock rows in one order.
+CREATE FUNCTION fair_keys_sent() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    INSERT INTO fair_keys AS k (queue, key, head_priority, vtime)
+    SELECT i.queue, coalesce(i.key, ''), max(i.priority), fair_clock(i.queue)
+    FROM inserted AS i
+    JOIN queues AS s ON s.queue = i.queue AND s.fair
+    WHERE i.state = 'ready'
+    GROUP BY i.queue, coalesce(i.key, '')
+    ORDER BY 1, 2
+    ON CONFLICT (queue, key) DO UPDATE
+    SET head_priority = greatest(k.head_priority, excluded.head_priority),
+        vtime = CASE
+            WHEN k.head_priority IS NULL THEN greatest(k.vtime, excluded.vtime)
+            ELSE k.vtime
+        END
+    -- No new row version when nothing changes (the common case: a key with backlog).
+    WHERE k.head_priority IS NULL OR k.head_priority < excluded.head_priority;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER messages_fair_keys_sent
+    AFTER INSERT ON messages
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION fair_keys_sent();
+
+-- The same for a message that becomes ready by update: requeue, expired lease or due
+-- delayed message returned, dead letter redriven.
+CREATE FUNCTION fair_key_became_ready() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM queues WHERE queue = NEW.queue AND fair) THEN
+        INSERT INTO fair_keys AS k (queue, key, head_priority, vtime)
+        VALUES (NEW.queue, coalesce(NEW.key, ''), NEW.priority, fair_clock(NEW.queue))
+        ON CONFLICT (queue, key) DO UPDATE
+        SET head_priority = greatest(k.head_priority, excluded.head_priority),
+            vtime = CASE
+                WHEN k.head_priority IS NULL THEN greatest(k.vtime, excluded.vtime)
+                ELSE k.vtime
+            END
+        WHERE k.head_priority IS NULL OR k.head_priority < excluded.head_priority;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER messages_fair_key_became_ready
+    AFTER UPDATE OF state ON messages
+    FOR EACH ROW
+    WHEN (NEW.state = 'ready' AND OLD.state <> 'ready')
+    EXECUTE FUNCTION fair_key_became_ready();
+
+-- A counted lease ends (ack, requeue, expiry, dead, purge): the key's cap counter goes
+-- down, and the row forgets it was counted. BEFORE, so that an update can clear the flag
+-- in the same row version. Only rows leased by the fair claim ever fire it.
+CREATE FUNCTION fair_lease_ended() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    UPDATE fair_keys
+    SET inflight = greatest(inflight - 1, 0)
+    WHERE queue = OLD.queue
+      AND key = coalesce(OLD.key, '');
+    IF TG_OP = 'UPDATE' THEN
+        NEW.lease_counted := NULL;
+        RETURN NEW;
+    END IF;
+    RETURN OLD;
+END
+$$;
+
+CREATE TRIGGER messages_fair_lease_ended_update
+    BEFORE UPDATE OF state ON messages
+    FOR EACH ROW
+    WHEN (OLD.lease_counted AND NEW.state <> 'leased')
+    EXECUTE FUNCTION fair_lease_ended();
+
+CREATE TRIGGER messages_fair_lease_ended_delete
+    BEFORE DELETE ON messages
+    FOR EACH ROW
+    WHEN (OLD.lease_counted AND OLD.state = 'leased')
+    EXECUTE FUNCTION fair_lease_ended();

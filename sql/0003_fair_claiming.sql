@@ -68,6 +68,9 @@ CREATE INDEX fair_keys_backlogged_clock_idx
 CREATE INDEX fair_keys_clock_idx
     ON fair_keys (queue, vtime);
 
+-- The trigger functions below are SECURITY DEFINER (with a fixed search_path): fair_keys
+-- is bookkeeping of the owner's, kept for whichever role sends, acks or requeues, so no
+-- role needs a grant on it for that.
 CREATE FUNCTION fair_clock(for_queue text) RETURNS double precision
 LANGUAGE sql STABLE
 SET search_path FROM CURRENT
@@ -89,6 +92,7 @@ $$;
 -- in (queue, key) order so that concurrent multi-key sends lock rows in one order.
 CREATE FUNCTION fair_keys_sent() RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
 BEGIN
@@ -121,6 +125,7 @@ CREATE TRIGGER messages_fair_keys_sent
 -- delayed message returned, dead letter redriven.
 CREATE FUNCTION fair_key_became_ready() RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
 BEGIN
@@ -150,6 +155,7 @@ CREATE TRIGGER messages_fair_key_became_ready
 -- in the same row version. Only rows leased by the fair claim ever fire it.
 CREATE FUNCTION fair_lease_ended() RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
 BEGIN
@@ -176,3 +182,128 @@ CREATE TRIGGER messages_fair_lease_ended_delete
     FOR EACH ROW
     WHEN (OLD.lease_counted AND OLD.state = 'leased')
     EXECUTE FUNCTION fair_lease_ended();
+
+-- The fair claim. A function, because it needs three snapshots in one round trip: each
+-- statement of a VOLATILE plpgsql function reads the database afresh (READ COMMITTED).
+-- Step 3 recomputes the head of each key it served, and "this key has nothing more"
+-- is only true when read after taking the key's row lock: a message whose send
+-- committed between step 1's snapshot and its lock would be missed otherwise, and its
+-- key would sit with no head, never claimed.
+--
+-- 1. Lock the keys whose turn it is: highest head priority first, least virtual time
+--    within it (fair_keys_turn_idx), skipping keys at their cap and keys another claimer
+--    holds (SKIP LOCKED: racing claimers serve different keys, and a key's inflight
+--    counter only changes under its row lock, so the cap holds).
+-- 2. Probe each locked key's ready messages in claim order (messages_fair_ready_idx),
+--    at most what its cap allows, and take the qty best: priority first, then each key's
+--    n-th message at virtual time vtime + (n - 1) / weight, so a batch spreads across
+--    keys as single claims would. Lease them (counted: lease_counted).
+-- 3. Advance each served key's virtual time by taken / weight and its inflight by taken,
+--    and read its new head priority (NULL: nothing ready, it leaves the turn index).
+-- Nothing scans in-flight work or the backlog behind a key's head.
+CREATE FUNCTION fair_claim(
+    for_queue text,
+    qty integer,
+    lease_s double precision,
+    min_priority integer,
+    max_priority integer
+) RETURNS SETOF messages
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    floor_priority integer;
+    cap integer;
+    served text[];
+    claimed messages[];
+BEGIN
+    SELECT greatest(min_priority, coalesce(s.paused_below_priority, 1)), s.max_inflight_per_key
+    INTO floor_priority, cap
+    FROM queues AS s
+    WHERE s.queue = for_queue
+      AND s.fair
+      AND NOT s.paused;
+    IF NOT FOUND THEN
+        RETURN;  -- not a fair queue (any more), or paused
+    END IF;
+
+    SELECT array_agg(turn.key)
+    INTO served
+    FROM (
+        SELECT k.key
+        FROM fair_keys AS k
+        WHERE k.queue = for_queue
+          AND k.head_priority >= floor_priority
+          AND (cap IS NULL OR k.inflight < cap)
+        ORDER BY k.head_priority DESC, k.vtime, k.key
+        LIMIT qty
+        FOR UPDATE SKIP LOCKED
+    ) AS turn;
+    IF served IS NULL THEN
+        RETURN;
+    END IF;
+
+    WITH candidates AS (
+        SELECT k.key,
+               m.msg_id,
+               m.priority,
+               k.vtime + (row_number() OVER (PARTITION BY k.key, m.priority ORDER BY m.msg_id)
+                          - 1) / k.weight AS due
+        FROM fair_keys AS k
+        CROSS JOIN LATERAL (
+            SELECT r.msg_id, r.priority
+            FROM messages AS r
+            WHERE r.queue = for_queue
+              AND coalesce(r.key, '') = k.key
+              AND r.state = 'ready'
+              AND r.priority BETWEEN floor_priority AND max_priority
+            ORDER BY r.priority DESC, r.msg_id
+            LIMIT CASE WHEN cap IS NULL THEN qty ELSE least(qty, cap - k.inflight) END
+        ) AS m
+        WHERE k.queue = for_queue
+          AND k.key = ANY (served)
+    ),
+    chosen AS (
+        SELECT msg_id
+        FROM candidates
+        ORDER BY priority DESC, due, key, msg_id
+        LIMIT qty
+    ),
+    leased AS (
+        UPDATE messages AS m
+        SET state = 'leased',
+            vt = now() + make_interval(secs => lease_s),
+            read_ct = m.read_ct + 1,
+            lease = gen_random_uuid(),
+            lease_counted = true
+        FROM chosen
+        WHERE m.msg_id = chosen.msg_id
+          AND m.state = 'ready'  -- rechecked on the newest row version: never two leases
+        RETURNING m AS message
+    )
+    SELECT array_agg(leased.message) INTO claimed FROM leased;
+
+    UPDATE fair_keys AS k
+    SET vtime = k.vtime + taken.n / k.weight,
+        inflight = k.inflight + taken.n,
+        head_priority = (
+            SELECT r.priority
+            FROM messages AS r
+            WHERE r.queue = for_queue
+              AND coalesce(r.key, '') = k.key
+              AND r.state = 'ready'
+            ORDER BY r.priority DESC, r.msg_id
+            LIMIT 1
+        )
+    FROM (
+        SELECT s.key, count(c.msg_id) AS n
+        FROM unnest(served) AS s (key)
+        LEFT JOIN unnest(claimed) AS c ON coalesce(c.key, '') = s.key
+        GROUP BY s.key
+    ) AS taken
+    WHERE k.queue = for_queue
+      AND k.key = taken.key;
+
+    RETURN QUERY SELECT * FROM unnest(claimed);
+END
+$$;

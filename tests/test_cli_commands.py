@@ -21,7 +21,8 @@ from pgq_cli import __version__
 from pgq_cli.core.queue import MAX_PRIORITY, Queue
 
 MESSAGE_FIELDS = {
-    "msg_id", "queue", "priority", "state", "payload", "read_ct", "lease", "vt", "enqueued_at"
+    "msg_id", "queue", "priority", "state", "payload", "read_ct", "lease", "vt", "enqueued_at",
+    "key",
 }
 
 

@@ -12,17 +12,18 @@ States: 'ready' (claimable), 'leased' (claimed; vt is when the lease runs out),
 from typing import LiteralString
 
 MESSAGE_COLUMNS: LiteralString = (
-    "msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload"
+    "msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload, key"
 )
 
 INSERT_ONE: LiteralString = """
-INSERT INTO {messages} (queue, priority, state, vt, payload)
+INSERT INTO {messages} (queue, priority, state, vt, payload, key)
 VALUES (
     %(queue)s,
     %(priority)s,
     CASE WHEN %(delay)s > 0 THEN 'delayed' ELSE 'ready' END,
     now() + make_interval(secs => %(delay)s),
-    %(payload)s::jsonb
+    %(payload)s::jsonb,
+    %(key)s
 )
 RETURNING msg_id
 """
@@ -35,7 +36,7 @@ FROM generate_series(1, %(count)s)
 """
 
 COPY_IN: LiteralString = """
-COPY {messages} (msg_id, queue, priority, state, vt, payload)
+COPY {messages} (msg_id, queue, priority, state, vt, payload, key)
 FROM STDIN
 """
 
@@ -107,6 +108,9 @@ WHERE m.msg_id = due.msg_id
 # - Pause: the two uncorrelated subqueries on {queues} run once per claim (InitPlans), a
 #   paused queue short-circuits to nothing, and a paused band raises the priority floor of
 #   the same index range scan.
+# - A fair queue (sql/0003) yields nothing here either, in the same probe as pause: its
+#   claims go through fair_claim, and a caller that still thought the queue ordinary
+#   learns otherwise from the empty result (Queue.claim).
 CLAIM: LiteralString = """
 WITH locked AS (
     SELECT msg_id
@@ -123,7 +127,7 @@ WITH locked AS (
           SELECT 1
           FROM {queues}
           WHERE queue = %(queue)s
-            AND paused
+            AND (paused OR fair)
       )
     ORDER BY priority DESC, msg_id
     LIMIT %(qty)s
@@ -137,7 +141,7 @@ SET state = 'leased',
 FROM locked
 WHERE m.msg_id = locked.msg_id
 RETURNING m.msg_id, m.queue, m.priority, m.state, m.vt, m.read_ct, m.enqueued_at,
-          m.lease, m.payload
+          m.lease, m.payload, m.key
 """
 
 # What a state looks like from outside, without writing: a leased row past its vt is
@@ -154,7 +158,7 @@ PEEK: LiteralString = (
     """
 SELECT msg_id, queue, priority, """
     + EFFECTIVE_STATE
-    + """ AS state, vt, read_ct, enqueued_at, lease, payload
+    + """ AS state, vt, read_ct, enqueued_at, lease, payload, key
 FROM {messages}
 WHERE queue = %(queue)s
   AND (%(state)s::text = 'all' OR """
@@ -168,7 +172,7 @@ LIMIT %(limit)s
 # Peek at ready work uses the claim's own index (and shows exactly what claim would take,
 # before due/expired rows are returned).
 PEEK_READY: LiteralString = """
-SELECT msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload
+SELECT msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload, key
 FROM {messages}
 WHERE queue = %(queue)s
   AND state = 'ready'
@@ -211,7 +215,7 @@ SET vt = now() + make_interval(secs => %(vt)s)
 WHERE msg_id = %(msg_id)s
   AND state = 'leased'
   AND (%(lease)s::uuid IS NULL OR lease = %(lease)s::uuid)
-RETURNING msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload
+RETURNING msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload, key
 """
 
 # Which of the given ids exist at all (to tell "unknown id" from "stale lease").

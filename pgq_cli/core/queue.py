@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from . import queries
+from . import fair_queries, queries
 from .durations import MAX_SECONDS
 from .errors import BadPayload, InvalidInput, NotFound, NothingDone, StaleLease, translated
 
@@ -38,6 +39,11 @@ MAX_PAYLOAD_BYTES = 1_048_576  # as stored (jsonb text form); the database CHECK
 # At most this many expired/due rows go back to ready per claim (or qty, if larger), so a
 # mass expiry costs each claim a bounded amount; see queries.RETURN_DUE.
 RETURN_DUE_BATCH = 1000
+MAX_KEY_CHARS = 128  # the database CHECKs the same (messages_key_valid)
+# A Queue remembers which queues are fair. An empty claim re-reads the flag if the last
+# read is older than this, so a queue turned fair (or back) is claimed the right way
+# within this long, and an idle consumer's empty polls do not each pay the extra read.
+FAIRNESS_RECHECK_S = 1.0
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -55,6 +61,8 @@ class Message:
     enqueued_at: datetime
     lease: uuid.UUID | None
     payload: Any
+    # The fairness key it was sent with (a tenant, org or customer id); None: none.
+    key: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Stable field names for `--json`."""
@@ -68,7 +76,18 @@ class Message:
             "lease": str(self.lease) if self.lease else None,
             "vt": self.vt.isoformat(),
             "enqueued_at": self.enqueued_at.isoformat(),
+            "key": self.key,  # last: fields only ever get added at the end
         }
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One message of a batch send, with its own key, priority and delay."""
+
+    payload: str
+    key: str | None = None
+    priority: int = DEFAULT_PRIORITY
+    delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +161,21 @@ def check_priority(priority: int) -> int:
             hint=f"use {MIN_PRIORITY}..{MAX_PRIORITY} ({MAX_PRIORITY} is most urgent)",
         )
     return priority
+
+
+def check_key(key: str) -> str:
+    """A fairness key: 1-128 printable characters (no control characters)."""
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS:
+        shown = key[:40] if isinstance(key, str) else key
+        raise InvalidInput(
+            f"invalid key {shown!r}", hint=f"use 1-{MAX_KEY_CHARS} printable characters"
+        )
+    if not key.isprintable():
+        raise InvalidInput(
+            f"invalid key {key[:40]!r}: it holds a control character",
+            hint=f"use 1-{MAX_KEY_CHARS} printable characters",
+        )
+    return key
 
 
 def check_seconds(value: float, what: str, *, allow_zero: bool = True) -> float:
@@ -236,6 +270,11 @@ class Queue:
         self.schema = check_schema(schema)
         self._table = sql.Identifier(schema, "messages")
         self._queues = sql.Identifier(schema, "queues")
+        self._fair_keys = sql.Identifier(schema, "fair_keys")
+        self._fair_claim = sql.Identifier(schema, "fair_claim")
+        self._fair_clock = sql.Identifier(schema, "fair_clock")
+        # queue -> (whether it is fair, monotonic time that was read); see claim().
+        self._fairness: dict[str, tuple[bool, float]] = {}
 
     @property
     def notify_channel(self) -> str:
@@ -243,7 +282,13 @@ class Queue:
         return f"pgq_ready:{self.schema}"
 
     def _q(self, template: LiteralString) -> sql.Composed:
-        return sql.SQL(template).format(messages=self._table, queues=self._queues)
+        return sql.SQL(template).format(
+            messages=self._table,
+            queues=self._queues,
+            fair_keys=self._fair_keys,
+            fair_claim=self._fair_claim,
+            fair_clock=self._fair_clock,
+        )
 
     def _messages(self, cur: psycopg.Cursor[Any]) -> list[Message]:
         return [Message(**row) for row in cur.fetchall()]
@@ -257,13 +302,19 @@ class Queue:
         queue: str = DEFAULT_QUEUE,
         priority: int = DEFAULT_PRIORITY,
         delay: float = 0.0,
+        key: str | None = None,
     ) -> int:
-        """Insert one message (JSON text); return its msg_id. One autocommit INSERT."""
+        """Insert one message (JSON text); return its msg_id. One autocommit INSERT.
+
+        `key`: its fairness key (a tenant, org or customer id); a fair queue rotates its
+        claims across keys (docs/fairness.md). None: no key.
+        """
         params = {
             "queue": check_queue(queue),
             "priority": check_priority(priority),
             "delay": check_seconds(delay, "delay"),
             "payload": check_payload(payload),
+            "key": None if key is None else check_key(key),
         }
         with translated():
             row = self.conn.execute(self._q(queries.INSERT_ONE), params).fetchone()
@@ -277,30 +328,53 @@ class Queue:
         queue: str = DEFAULT_QUEUE,
         priority: int = DEFAULT_PRIORITY,
         delay: float = 0.0,
+        key: str | None = None,
     ) -> list[int]:
         """Insert many messages in one transaction with COPY; return their ids in order.
 
         Every payload is validated before anything is written, so one bad payload means
         nothing is inserted (BadPayload names its 1-based position).
         """
-        check_queue(queue)
         check_priority(priority)
         check_seconds(delay, "delay")
-        for index, payload in enumerate(payloads, start=1):
-            check_payload(payload, where=f"line {index}")
-        if not payloads:
+        if key is not None:
+            check_key(key)
+        return self.send_envelopes(
+            [Envelope(p, key, priority, delay) for p in payloads], queue=queue
+        )
+
+    def send_envelopes(
+        self, envelopes: Sequence[Envelope], *, queue: str = DEFAULT_QUEUE
+    ) -> list[int]:
+        """`send_many` where each message has its own key, priority and delay.
+
+        Everything is validated before anything is written (errors name the 1-based
+        position); one transaction with COPY; ids come back in input order.
+        """
+        check_queue(queue)
+        for index, envelope in enumerate(envelopes, start=1):
+            where = f"line {index}"
+            check_payload(envelope.payload, where=where)
+            try:
+                if envelope.key is not None:
+                    check_key(envelope.key)
+                check_priority(envelope.priority)
+                check_seconds(envelope.delay, "delay")
+            except InvalidInput as exc:
+                raise InvalidInput(f"{where}: {exc.message}", hint=exc.hint) from None
+        if not envelopes:
             return []
-        state = "delayed" if delay > 0 else "ready"
         table_name = f"{self.schema}.messages"
         with translated(), self.conn.transaction(), self.conn.cursor() as cur:
-            now = cur.execute("SELECT now() + make_interval(secs => %s)", (delay,)).fetchone()
+            now = cur.execute("SELECT now()").fetchone()
             assert now is not None
-            vt = now[0]
-            cur.execute(queries.RESERVE_IDS, {"table": table_name, "count": len(payloads)})
+            cur.execute(queries.RESERVE_IDS, {"table": table_name, "count": len(envelopes)})
             ids = sorted(int(r[0]) for r in cur.fetchall())
             with cur.copy(self._q(queries.COPY_IN)) as copy:
-                for msg_id, payload in zip(ids, payloads, strict=True):
-                    copy.write_row((msg_id, queue, priority, state, vt, payload))
+                for msg_id, e in zip(ids, envelopes, strict=True):
+                    state = "delayed" if e.delay > 0 else "ready"
+                    vt = now[0] + timedelta(seconds=e.delay)
+                    copy.write_row((msg_id, queue, e.priority, state, vt, e.payload, e.key))
         return ids
 
     # -- claim -------------------------------------------------------------------------
@@ -331,11 +405,39 @@ class Queue:
         }
         if min_priority > max_priority:
             raise InvalidInput("--min-priority is above --max-priority")
+        fair = self._fairness.get(queue, (False, 0.0))[0]
+        found = self._claim_once(params, fair=fair)
+        if not found and self._fairness_changed(queue, fair):
+            found = self._claim_once(params, fair=not fair)
+        return found
+
+    def _claim_once(self, params: dict[str, Any], *, fair: bool) -> list[Message]:
+        # Each claim statement yields nothing for the other kind of queue (CLAIM skips fair
+        # queues, fair_claim skips the others), so a stale guess costs an empty result,
+        # never a wrong claim.
+        claim = fair_queries.FAIR_CLAIM if fair else queries.CLAIM
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
             with self.conn.pipeline():
                 self.conn.execute(self._q(queries.RETURN_DUE), params)
-                cur.execute(self._q(queries.CLAIM), params)
+                cur.execute(self._q(claim), params)
             return _sort_claim_order(self._messages(cur))
+
+    def _fairness_changed(self, queue: str, assumed: bool) -> bool:
+        """After an empty claim: read whether the queue is fair (at most once per
+        FAIRNESS_RECHECK_S), remember it, and say whether it differs from `assumed`."""
+        now = time.monotonic()
+        cached = self._fairness.get(queue)
+        if cached is not None and now - cached[1] < FAIRNESS_RECHECK_S:
+            return cached[0] != assumed
+        with translated():
+            row = self.conn.execute(self._q(fair_queries.IS_FAIR), {"queue": queue}).fetchone()
+        fair = bool(row and row[0])
+        self._fairness[queue] = (fair, now)
+        return fair != assumed
+
+    def forget_fairness(self, queue: str) -> None:
+        """Drop what this Queue remembers about whether `queue` is fair (after changing it)."""
+        self._fairness.pop(queue, None)
 
     # -- peek --------------------------------------------------------------------------
 

@@ -6,17 +6,18 @@ connecting, so bad input exits 2 even when the database is down, and nothing is 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ..core import fairness, waiting
 from ..core import migrate as migrator
 from ..core import queue as core
-from ..core import waiting
 from ..core.durations import parse_duration
-from ..core.errors import EmptyClaim, InvalidInput, NothingDone
+from ..core.errors import BadPayload, EmptyClaim, InvalidInput, NothingDone
 from ..ops.grants import DEFAULT_ROLE_PREFIX, grant_sql
 from . import (
     bench as cli_bench,  # noqa: F401  registers pgq bench
@@ -35,6 +36,7 @@ from .options import (
     DsnOpt,
     FormatOpt,
     JsonOpt,
+    KeyOpt,
     LeaseOpt,
     OptionalQueueOpt,
     PriorityOpt,
@@ -45,6 +47,7 @@ from .options import (
 from .output import Format
 
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+BY_KEY_HEADERS = ("key", "ready", "leased", "delayed")
 MIGRATE_LOCK_TIMEOUT_MS = 3_000
 
 
@@ -120,6 +123,44 @@ def _read_ndjson(path: str) -> tuple[list[str], list[int]]:
     return payloads, line_numbers
 
 
+ENVELOPE_FIELDS = ("payload", "key", "priority", "delay")
+
+
+def _envelope(
+    text: str, number: int, *, priority: int, delay: float, key: str | None
+) -> core.Envelope:
+    """One `--envelope` line: {"payload": …, "key": …, "priority": …, "delay": …}; the
+    options give what a line leaves out. Checked as fully as a plain line."""
+    where = f"line {number}"
+    core.check_payload(text, where=where)
+    line = json.loads(text)
+    if not isinstance(line, dict) or "payload" not in line:
+        raise BadPayload(
+            f"{where} is not an envelope",
+            hint='each line must be {"payload": ..., "key": ..., "priority": ..., "delay": ...}',
+        )
+    unknown = sorted(set(line) - set(ENVELOPE_FIELDS))
+    if unknown:
+        raise BadPayload(f"{where}: unknown envelope field {unknown[0]!r}",
+                         hint=f"use {', '.join(ENVELOPE_FIELDS)}")
+    envelope = core.Envelope(
+        payload=json.dumps(line["payload"], ensure_ascii=False),
+        key=line.get("key", key),
+        priority=line.get("priority", priority),
+        delay=line.get("delay", delay),
+    )
+    try:
+        if envelope.key is not None:
+            core.check_key(envelope.key)
+        core.check_priority(envelope.priority)
+        if isinstance(envelope.delay, bool) or not isinstance(envelope.delay, int | float):
+            raise InvalidInput(f"delay must be a number of seconds, not {envelope.delay!r}")
+        core.check_seconds(envelope.delay, "delay")
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc.message}", hint=exc.hint) from None
+    return envelope
+
+
 @app.command()
 def send(
     payload: Annotated[
@@ -139,31 +180,55 @@ def send(
             help="NDJSON file ('-' for stdin): one payload per line, all in one transaction.",
         ),
     ] = None,
+    key: KeyOpt = None,
+    envelope: Annotated[
+        bool,
+        typer.Option(
+            "--envelope",
+            help='With --file: each line is {"payload": ..., "key": ..., "priority": ..., '
+            '"delay": ...}; the options give what a line leaves out.',
+        ),
+    ] = False,
     dsn: DsnOpt = "",
     schema: SchemaOpt = core.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
-    """Send messages; print their msg ids. Priority 10 is most urgent."""
+    """Send messages; print their msg ids. Priority 10 is most urgent.
+
+    --key: the fairness key (tenant, org or customer id); a queue configured with
+    `pgq queue config Q --fair` rotates its claims across keys.
+    """
     fmt = render.resolve_format(Format.plain, json_out)
+    envelopes: list[core.Envelope] = []
     with boundary():
         core.check_queue(queue)
         core.check_priority(priority)
         core.check_seconds(delay, "delay")
+        if key is not None:
+            core.check_key(key)
         if (payload is None) == (file is None):
             raise InvalidInput("give one PAYLOAD or --file", hint="see 'pgq send --help'")
+        if envelope and file is None:
+            raise InvalidInput("--envelope goes with --file")
         if file is not None:
             payloads, line_numbers = _read_ndjson(file)
             for text, number in zip(payloads, line_numbers, strict=True):
-                core.check_payload(text, where=f"line {number}")
+                if envelope:
+                    envelopes.append(
+                        _envelope(text, number, priority=priority, delay=delay, key=key)
+                    )
+                else:
+                    core.check_payload(text, where=f"line {number}")
+                    envelopes.append(core.Envelope(text, key, priority, delay))
         else:
             assert payload is not None
             text = sys.stdin.read() if payload == "-" else payload
             payloads = [core.check_payload(text.strip() if payload == "-" else text)]
     with session("send", dsn, schema) as q:
         if file is not None:
-            ids = q.send_many(payloads, queue=queue, priority=priority, delay=delay)
+            ids = q.send_envelopes(envelopes, queue=queue)
         else:
-            ids = [q.send(payloads[0], queue=queue, priority=priority, delay=delay)]
+            ids = [q.send(payloads[0], queue=queue, priority=priority, delay=delay, key=key)]
         render.ids(ids, fmt)
 
 
@@ -234,6 +299,12 @@ def peek(
             "--state", help="ready | leased | expired | delayed | dead | all."
         ),
     ] = "ready",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", help="Only messages sent with this fairness key.", show_default=False
+        ),
+    ] = None,
     dsn: DsnOpt = "",
     schema: SchemaOpt = core.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -243,12 +314,15 @@ def peek(
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
         core.check_queue(queue)
+        if key is not None:
+            core.check_key(key)
         if state not in (*core.STATES, "all"):
             raise InvalidInput(f"unknown state {state!r}", hint="use " + " | ".join(core.STATES))
         if not 1 <= limit <= core.MAX_QTY:
             raise InvalidInput(f"limit must be 1..{core.MAX_QTY}, not {limit}")
     with session("peek", dsn, schema) as q:
-        render.messages(q.peek(queue=queue, limit=limit, state=state), fmt, title=queue)
+        found = q.peek(queue=queue, limit=limit, state=state, key=key)
+        render.messages(found, fmt, title=queue)
 
 
 MsgIdsArg = Annotated[list[int], typer.Argument(help="Message ids.", show_default=False)]
@@ -414,6 +488,17 @@ def stats(
     textfile_name: cli_ops.TextfileNameOpt = cli_ops.DEFAULT_TEXTFILE_NAME,
     fail_if: cli_ops.FailIfOpt = None,
     estimate: cli_ops.EstimateOpt = False,
+    by_key: Annotated[
+        bool,
+        typer.Option(
+            "--by-key",
+            help="With --queue: ready, leased and delayed per fairness key, the --top keys "
+            "by ready depth (reads every live row of the queue).",
+        ),
+    ] = False,
+    top: Annotated[
+        int, typer.Option("--top", help="With --by-key: this many keys.")
+    ] = fairness.DEFAULT_TOP_KEYS,
 ) -> None:
     """Messages per queue and priority by state (priority 10 is most urgent, claimed first).
 
@@ -424,6 +509,23 @@ def stats(
     with boundary():
         if queue is not None:
             core.check_queue(queue)
+        fairness.check_top_keys(top)
+        if by_key:
+            if queue is None:
+                raise InvalidInput("--by-key needs --queue")
+            if plan.fmt is None or plan.thresholds or estimate:
+                raise InvalidInput(
+                    "--by-key goes without --format prometheus, --fail-if and --estimate"
+                )
+    if by_key:
+        assert queue is not None and plan.fmt is not None
+        with session("stats", dsn, schema) as q:
+            depths = fairness.depth_by_key(q, queue, top=top)
+        rows = [d.to_json() for d in depths]
+        if plan.fmt is not Format.json:
+            rows = [{**r, "key": "" if r["key"] is None else r["key"]} for r in rows]
+        render.records(rows, BY_KEY_HEADERS, plan.fmt, title=f"pgq stats --by-key {queue}")
+        return
     with session("stats", dsn, schema) as q:
         cli_ops.stats_emit(q, plan, queue=queue, estimate=estimate, schema=schema)
 

@@ -137,7 +137,8 @@ def stats_emit(
 
     The output is written first, so the metrics of a bad moment still reach Prometheus.
     """
-    snapshot = health.collect(q, queue=queue, estimate=estimate)
+    # Prometheus output carries fair queues' top keys too (pgq_key_messages).
+    snapshot = health.collect(q, queue=queue, estimate=estimate, by_key=plan.fmt is None)
     crossed = health.breaches(snapshot.stats, plan.thresholds)
     if plan.fmt is Format.json and estimate:
         # Each row says whether any of its numbers is estimated from a sample.

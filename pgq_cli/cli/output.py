@@ -74,7 +74,9 @@ def ids(msg_ids: Sequence[int], fmt: Format) -> None:
             _out(str(i))
 
 
-MESSAGE_HEADERS = ("msg_id", "queue", "priority", "state", "read_ct", "lease", "vt", "payload")
+MESSAGE_HEADERS = (
+    "msg_id", "queue", "priority", "state", "read_ct", "lease", "vt", "key", "payload"
+)
 
 
 def messages(found: Sequence[Message], fmt: Format, title: str = "") -> None:
@@ -90,6 +92,7 @@ def messages(found: Sequence[Message], fmt: Format, title: str = "") -> None:
             m.read_ct,
             str(m.lease) if m.lease else "",
             m.vt.isoformat(timespec="seconds"),
+            m.key,
             _payload_text(m.payload),
         ]
         for m in found

@@ -89,3 +89,18 @@ GROUP BY key
 ORDER BY ready DESC, leased DESC, key NULLS FIRST
 LIMIT %(limit)s
 """
+
+# The same for every fair queue (or one), every key: Prometheus keeps the top keys and
+# sums the rest into one series (fairness.key_breakdown). One pass over those queues' rows.
+FAIR_QUEUES_BY_KEY: LiteralString = """
+SELECT m.queue,
+       m.key,
+       count(*) FILTER (WHERE m.state = 'ready') AS ready,
+       count(*) FILTER (WHERE m.state = 'leased') AS leased,
+       count(*) FILTER (WHERE m.state = 'delayed') AS delayed
+FROM {messages} AS m
+JOIN {queues} AS s ON s.queue = m.queue AND s.fair
+WHERE (%(queue)s::text IS NULL OR m.queue = %(queue)s)
+  AND m.state IN ('ready', 'leased', 'delayed')
+GROUP BY m.queue, m.key
+"""

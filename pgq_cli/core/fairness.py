@@ -73,6 +73,15 @@ class KeyDepth:
         }
 
 
+@dataclass(frozen=True)
+class KeyBreakdown:
+    """A fair queue's depth by key for metrics: the top keys, and the rest summed."""
+
+    queue: str
+    top: tuple[KeyDepth, ...]
+    other: KeyDepth | None  # the keys beyond the top, summed (key None); None: no rest
+
+
 def check_weight(weight: float) -> float:
     if weight != weight or not 0 < weight <= MAX_WEIGHT:
         raise InvalidInput(
@@ -175,3 +184,34 @@ def depth_by_key(q: Queue, queue: str, *, top: int = DEFAULT_TOP_KEYS) -> list[K
     return [
         KeyDepth(r["key"], int(r["ready"]), int(r["leased"]), int(r["delayed"])) for r in rows
     ]
+
+
+def key_breakdown(
+    q: Queue, *, queue: str | None = None, top: int = DEFAULT_TOP_KEYS
+) -> list[KeyBreakdown]:
+    """For every fair queue (or `queue`): the `top` keys by ready depth, and the sum of the
+    others, so that a metric per key has a bounded number of series. Read-only; one pass
+    over the fair queues' live rows."""
+    if queue is not None:
+        check_queue(queue)
+    check_top_keys(top)
+    with translated(), q.conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(q._q(fair_queries.FAIR_QUEUES_BY_KEY), {"queue": queue}).fetchall()
+    per_queue: dict[str, list[KeyDepth]] = {}
+    for r in rows:
+        depth = KeyDepth(r["key"], int(r["ready"]), int(r["leased"]), int(r["delayed"]))
+        per_queue.setdefault(r["queue"], []).append(depth)
+    out = []
+    for name in sorted(per_queue):
+        keys = sorted(per_queue[name], key=lambda d: (-d.ready, -d.leased, d.key or ""))
+        rest = keys[top:]
+        other = None
+        if rest:
+            other = KeyDepth(
+                None,
+                sum(d.ready for d in rest),
+                sum(d.leased for d in rest),
+                sum(d.delayed for d in rest),
+            )
+        out.append(KeyBreakdown(name, tuple(keys[:top]), other))
+    return out

@@ -164,6 +164,7 @@ WHERE queue = %(queue)s
   AND (%(state)s::text = 'all' OR """
     + EFFECTIVE_STATE
     + """ = %(state)s)
+  AND (%(key)s::text IS NULL OR key = %(key)s)
 ORDER BY priority DESC, msg_id
 LIMIT %(limit)s
 """

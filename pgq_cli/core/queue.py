@@ -442,15 +442,25 @@ class Queue:
     # -- peek --------------------------------------------------------------------------
 
     def peek(
-        self, *, queue: str = DEFAULT_QUEUE, limit: int = 10, state: str = "ready"
+        self,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        limit: int = 10,
+        state: str = "ready",
+        key: str | None = None,
     ) -> list[Message]:
-        """Show messages in claim order without touching any lease. Read-only."""
+        """Show messages in claim order without touching any lease. Read-only.
+
+        `key`: only messages sent with that fairness key.
+        """
         check_queue(queue)
+        if key is not None:
+            check_key(key)
         if state not in (*STATES, "all"):
             raise InvalidInput(f"unknown state {state!r}", hint=f"use one of {STATES} or all")
         if not 1 <= limit <= MAX_QTY:
             raise InvalidInput(f"limit must be 1..{MAX_QTY}")
-        params = {"queue": queue, "limit": limit, "state": state}
+        params = {"queue": queue, "limit": limit, "state": state, "key": key}
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
             cur.execute(self._q(queries.PEEK), params)
             return self._messages(cur)

@@ -117,8 +117,8 @@ def test_an_index_step_that_died_halfway_is_rebuilt(
         assert index_step in applied
         state = _index_state(conn)
     assert state is not None and state[0]
-    assert "COALESCE(key, ''::text), priority DESC, msg_id" in state[1]
-    assert "WHERE (state = 'ready'::text)" in state[1]
+    assert "(queue, COALESCE(key, ''::text), priority DESC, msg_id)" in state[1]
+    assert "WHERE ((state = 'ready'::text) AND" in state[1]
 
 
 def test_the_index_step_runs_outside_a_transaction(empty_db_dsn: str) -> None:

@@ -15,6 +15,20 @@ SELECT msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload,
 FROM {fair_claim}(%(queue)s, %(qty)s, %(vt)s, %(min_priority)s, %(max_priority)s)
 """
 
+# The fair claim's probe of one key's ready messages, as fair_claim (sql/0003) runs it in
+# its LATERAL join, for `pgq doctor` to EXPLAIN (tests/test_fairness_doctor.py checks that
+# the function still probes this way).
+FAIR_KEY_PROBE: LiteralString = """
+SELECT r.msg_id, r.priority
+FROM {messages} AS r
+WHERE r.queue = %(queue)s
+  AND coalesce(r.key, '') = %(key)s
+  AND r.state = 'ready'
+  AND r.priority BETWEEN %(min_priority)s AND %(max_priority)s
+ORDER BY r.priority DESC, r.msg_id
+LIMIT %(limit)s
+"""
+
 # Whether the queue's claims go through FAIR_CLAIM (Queue.claim caches the answer).
 IS_FAIR: LiteralString = """
 SELECT coalesce((SELECT fair FROM {queues} WHERE queue = %(queue)s), false)

@@ -28,7 +28,7 @@ from psycopg import conninfo, sql
 from typer.testing import CliRunner
 
 from pgq_cli.cli.boundary import state
-from pgq_cli.cli.commands import app
+from pgq_cli.cli.main import app
 from pgq_cli.core import migrate
 from pgq_cli.core.queue import Queue
 

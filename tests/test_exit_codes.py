@@ -5,6 +5,7 @@ nothing on stdout, and nothing written to the database.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,10 @@ import psycopg
 import pytest
 from conftest import Cli, PgServer
 from psycopg import sql
+from typer.testing import CliRunner
 
-from pgq_cli.core.errors import ExitCode
+from pgq_cli.cli.main import app
+from pgq_cli.core.errors import EXIT_CODE_MEANINGS, ExitCode
 
 # A closed port on this machine: refused at once, and connect_timeout bounds the rest.
 UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:9/postgres?connect_timeout=3"
@@ -81,6 +84,38 @@ def test_exit_codes_are_the_documented_numbers() -> None:
         "CONFIG": 78,
         "INTERRUPTED": 130,
     }
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_exit_codes() -> dict[int, str]:
+    """The README's exit-code table (under "### Exit codes") as {code: meaning}."""
+    section = README.read_text(encoding="utf-8").split("### Exit codes", 1)[1]
+    table = section.split("\n\n", 2)[1]  # the first block after the heading
+    rows = re.findall(r"^\| (\d+) \| (.+?) \|$", table, re.MULTILINE)
+    assert rows, "no exit-code table under '### Exit codes' in README.md"
+    return {int(code): meaning for code, meaning in rows}
+
+
+def test_every_exit_code_has_one_meaning() -> None:
+    assert set(EXIT_CODE_MEANINGS) == set(ExitCode)
+    assert all(meaning.strip() for meaning in EXIT_CODE_MEANINGS.values())
+
+
+def test_readme_exit_code_table_is_the_enum_word_for_word() -> None:
+    """README and ExitCode cannot drift: same codes, in order, with the same meanings."""
+    documented = readme_exit_codes()
+    assert list(documented) == [int(code) for code in ExitCode]
+    assert documented == {int(code): EXIT_CODE_MEANINGS[code] for code in ExitCode}
+
+
+def test_root_help_exit_codes_come_from_the_enum() -> None:
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.replace("│", " ").split())
+    for code in ExitCode:
+        assert f"{int(code)} {EXIT_CODE_MEANINGS[code]}" in text, code
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
-"""The Typer application object, its root options and its usage-error handling.
+"""The root Typer application: its help, root options and usage-error handling.
 
-Command modules (`cli.py` and the others it imports) register commands on `app`.
+`create_app` makes it with no commands; `main.build_app` adds the command groups.
 """
 
 from __future__ import annotations
@@ -13,32 +13,23 @@ import typer
 from typer.core import TyperGroup
 
 from .. import __version__
+from ..core.errors import EXIT_CODE_MEANINGS, ExitCode
+from . import output
 from .boundary import state, usage_error
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 unexpected failure; 2 usage or invalid input; 3 nothing done that "
-    "was required (stale lease, unknown id, empty claim with --fail-if-empty); 65 bad "
-    "payload; 69 database unreachable or went away; 75 temporary (timeout, lock, deadlock): "
-    "retry; 77 permission denied; 78 configuration (no schema: run `pgq migrate`; bad DSN); "
-    "130 interrupted."
-)
-
-
-# The order `pgq --help` lists commands in: the everyday loop first, then operations.
-# Commands register from several modules, so import order would otherwise decide.
-COMMAND_ORDER = (
-    "demo", "migrate", "send", "claim", "peek", "ack", "requeue", "extend", "stats",
-    "queues", "queue", "pause", "resume", "purge", "watch", "doctor", "bench",
+    "Exit codes: "
+    + "; ".join(f"{int(code)} {EXIT_CODE_MEANINGS[code]}" for code in ExitCode)
+    + "."
 )
 
 
 class PgqGroup(TyperGroup):
-    """Prints parser errors as one line (`pgq: error: …`) instead of a usage box."""
+    """Prints parser errors as one line (`pgq: error: …`) instead of a usage box.
 
-    def list_commands(self, ctx: Any) -> list[str]:
-        names = super().list_commands(ctx)
-        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
-        return sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
+    Lists commands in the order they were added (Typer's own order), which
+    `main.build_app` chooses.
+    """
 
     def main(
         self,
@@ -63,7 +54,7 @@ class PgqGroup(TyperGroup):
                 raise
             ctx = getattr(exc, "ctx", None)
             if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
-                sys.stdout.write(ctx.get_help() + "\n")
+                output.text(ctx.get_help() + "\n")
                 code = 2
             else:
                 path = ctx.command_path if ctx is not None else "pgq"
@@ -75,26 +66,12 @@ class PgqGroup(TyperGroup):
         return code
 
 
-app = typer.Typer(
-    cls=PgqGroup,
-    name="pgq",
-    help="pgq: a Postgres-backed priority message queue. Priority 10 is most urgent.\n\n"
-    + EXIT_CODES_HELP,
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,  # a DSN with a password is a local
-    pretty_exceptions_enable=False,
-    add_completion=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
 def _version(value: bool) -> None:
     if value:
-        sys.stdout.write(f"pgq {__version__}\n")
+        output.text(f"pgq {__version__}\n")
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     debug: Annotated[
         bool,
@@ -109,3 +86,20 @@ def root(
 ) -> None:
     """pgq: a Postgres-backed priority message queue. Priority 10 is most urgent."""
     state.debug = state.debug or debug
+
+
+def create_app() -> typer.Typer:
+    """The root application with its options (--debug, --version) and no commands yet."""
+    app = typer.Typer(
+        cls=PgqGroup,
+        name="pgq",
+        help="pgq: a Postgres-backed priority message queue. Priority 10 is most urgent.\n\n"
+        + EXIT_CODES_HELP,
+        no_args_is_help=True,
+        pretty_exceptions_show_locals=False,  # a DSN with a password is a local
+        pretty_exceptions_enable=False,
+        add_completion=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(root)
+    return app

@@ -1,32 +1,24 @@
 """`pgq bench`: claim latency and throughput under in-flight and delayed backlogs.
 
-Thin: parses options, opens connections through the session machinery, calls `bench.run`
-and renders. The measuring lives in `bench.py`; it works in a scratch schema that it drops
-afterwards, so it is safe to point at a server with real queues.
+Thin: parses options, opens connections through `connection.open_target`, calls
+`bench.runner.run` and renders through `output.py`. The measuring lives in
+`bench/runner.py`; it works in a scratch schema that it drops afterwards, so it is safe to
+point at a server with real queues.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import psycopg
 import typer
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from tabulate import tabulate
 
 from ..bench import runner as bench
 from ..core import connect
 from ..core.errors import ExitCode, InvalidInput, PgqError
-from .app import app
-from .boundary import boundary, open_target, say
+from . import output as render
+from .boundary import boundary, say
+from .connection import open_target
 from .options import DsnOpt, JsonOpt
 
 
@@ -35,6 +27,9 @@ class ClaimNotExact(PgqError):
 
     exit_code = ExitCode.NOTHING_DONE  # 3: a threshold the caller relies on was crossed
 
+
+# Registered by `main.build_app`, in the order `pgq --help` lists them.
+commands = typer.Typer()
 
 # Building a million-row backlog takes longer than an everyday command's statement_timeout.
 BENCH_STATEMENT_TIMEOUT_MS = 30 * 60 * 1000
@@ -53,109 +48,7 @@ def _parse_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-@contextmanager
-def _progress_reporter() -> Iterator[bench.ProgressCallback | None]:
-    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("starting", total=None)
-
-    def report(what: str, done: int, total: int) -> None:
-        bar.update(task, description=what, completed=done, total=total)
-
-    with bar:
-        yield report
-
-
-def _ms(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.2f}"
-
-
-def _rows(result: bench.BenchResult) -> list[list[Any]]:
-    rows: list[list[Any]] = []
-    for level in result.levels:
-        lat, tp = level.latency, level.throughput
-        rows.append(
-            [
-                level.design,
-                f"{level.backlog:,}" + (" delayed" if level.backlog_kind == "delayed" else ""),
-                _ms(lat.p50),
-                _ms(lat.p95),
-                _ms(lat.p99),
-                _ms(lat.max),
-                "-" if level.p99_ratio is None else f"{level.p99_ratio:.2f}x",
-                "-" if tp is None else f"{tp.msgs_per_s:,.0f}" + ("" if tp.drained else "*"),
-                level.claims,
-                level.over_claims,
-                level.duplicate_leases,
-            ]
-        )
-    return rows
-
-
-HEADERS = (
-    "design",
-    "backlog",
-    "p50",
-    "p95",
-    "p99",
-    "max",
-    "p99 vs 0",
-    "msg/s",
-    "claims",
-    "over",
-    "dup",
-)
-
-
-def _render(result: bench.BenchResult, json_out: bool) -> None:
-    if json_out:
-        sys.stdout.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
-        return
-    config = result.config
-    title = (
-        f"pgq bench on PostgreSQL {result.server_version}: claim latency in ms (client "
-        f"round trip, qty {config.qty}, {config.samples} samples) against messages in flight; "
-        f"claim+ack msg/s with {config.consumers} consumers"
-    )
-    footer = (
-        f"claims {result.claims:,}; over-claims {result.over_claims}; "
-        f"duplicate leases {result.duplicate_leases}"
-        " (over/dup per level; * = stopped by --max-seconds before the queue drained)"
-    )
-    if sys.stdout.isatty():
-        table = Table(
-            title=title,
-            title_justify="left",
-            caption=footer,
-            caption_justify="left",
-            box=box.SIMPLE_HEAD,
-        )
-        for header in HEADERS:
-            left = header in ("design", "backlog")
-            table.add_column(header, justify="left" if left else "right", no_wrap=True)
-        for row in _rows(result):
-            table.add_row(*(str(v) for v in row))
-        Console().print(table)
-    else:
-        sys.stdout.write(title + "\n")
-        sys.stdout.write(tabulate(_rows(result), headers=list(HEADERS), tablefmt="simple") + "\n")
-        sys.stdout.write(footer + "\n")
-    for design, plan in result.explain.items():
-        sys.stdout.write(f"\nEXPLAIN (ANALYZE, BUFFERS), {design} claim at the largest backlog:\n")
-        sys.stdout.write(plan + "\n")
-
-
-@app.command("bench")
+@commands.command("bench")
 def bench_command(
     inflight: Annotated[
         str,
@@ -255,11 +148,11 @@ def bench_command(
                 target, "pgq bench", statement_timeout_ms=BENCH_STATEMENT_TIMEOUT_MS
             )
 
-        with _progress_reporter() as progress:
+        with render.bench_progress() as progress:
             result = bench.run(open_conn, config, progress=progress)
         if keep:
             say(f"pgq: kept scratch schema {result.schema}")
-        _render(result, json_out)
+        render.bench_report(result, json_out)
         if result.over_claims or result.duplicate_leases:
             raise ClaimNotExact(
                 f"{result.over_claims} over-claims and {result.duplicate_leases} duplicate leases",

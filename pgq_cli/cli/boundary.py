@@ -1,9 +1,9 @@
-"""The CLI's one error boundary and its connection session.
+"""The CLI's one error boundary: stderr, exit codes, masked secrets.
 
 Owns: turning any exception into one line on stderr and a documented exit code
-(`pgq: error: <what> — <what to do>`), masking passwords in everything it prints, and
-opening the connection a command runs on (announcing the embedded server on stderr).
-Tracebacks only with --debug, and masked even then.
+(`pgq: error: <what> — <what to do>`), parser usage errors included, and masking passwords
+in everything it prints (status lines from `say` too). Tracebacks only with --debug, and
+masked even then. Opening the connection a command runs on is `connection.py`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,9 @@ from typing import Any
 
 import psycopg
 import typer
-from rich.console import Console
 
-from ..core import connect
 from ..core.errors import ExitCode, PgqError, redact, translate
-from ..core.queue import DEFAULT_SCHEMA, Queue
-
-# stderr is talk: status lines, warnings, errors. Never data.
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+from .output import stderr
 
 
 class _State:
@@ -90,51 +85,6 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
-
-
-def open_target(dsn: str | None) -> connect.Target:
-    """Resolve where to connect; say so on stderr when it is the embedded server."""
-    if dsn and dsn == os.environ.get("PGQ_DSN"):
-        # Typer fills --dsn from PGQ_DSN as well; only a DSN typed on the command line is
-        # "--dsn" (and visible in the process list).
-        dsn = None
-    target = connect.resolve(dsn)
-    state.secrets = tuple(s for s in (target.password,) if s)
-    if target.source == "--dsn" and target.password:
-        say(
-            "pgq: warning: --dsn carries a password, which other users can read in the "
-            "process list; prefer PGQ_DSN, PGPASSWORD or ~/.pgpass"
-        )
-    if target.embedded_dir is not None:
-        say(
-            f"pgq: no database configured; using the embedded PostgreSQL in "
-            f"{target.embedded_dir} (set --dsn or PGQ_DSN to use a server)"
-        )
-    return target
-
-
-@contextmanager
-def session(
-    command: str,
-    dsn: str | None,
-    schema: str = DEFAULT_SCHEMA,
-    *,
-    statement_timeout_ms: int = connect.DEFAULT_STATEMENT_TIMEOUT_MS,
-    lock_timeout_ms: int = connect.DEFAULT_LOCK_TIMEOUT_MS,
-) -> Iterator[Queue]:
-    """Inside the boundary: connect as `pgq <command>` and yield a Queue."""
-    with boundary():
-        target = open_target(dsn)
-        conn = connect.connect(
-            target,
-            f"pgq {command}",
-            statement_timeout_ms=statement_timeout_ms,
-            lock_timeout_ms=lock_timeout_ms,
-        )
-        try:
-            yield Queue(conn, schema)
-        finally:
-            conn.close()
 
 
 def usage_error(exc: Any, command_path: str) -> int:

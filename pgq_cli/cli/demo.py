@@ -13,14 +13,15 @@ import sys
 import time
 import uuid
 
+import typer
+
 from ..core import migrate as migrator
 from ..core import queue as core
 from ..core.errors import PgqError, StaleLease
 from . import output as render
-from .app import app
-from .boundary import session
+from .connection import session
 from .options import DsnOpt, SchemaOpt
-from .output import Format
+from .output import Format, line
 
 # (priority, payload), deliberately sent out of priority order.
 DEMO_MESSAGES: tuple[tuple[int, dict[str, str]], ...] = (
@@ -32,17 +33,15 @@ DEMO_MESSAGES: tuple[tuple[int, dict[str, str]], ...] = (
 )
 SHORT_LEASE_S = 1.0
 
+# Registered by `main.build_app`, in the order `pgq --help` lists them.
+commands = typer.Typer()
+
 
 def _compact(payload: object) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 
-def _line(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-@app.command()
+@commands.command()
 def demo(dsn: DsnOpt = "", schema: SchemaOpt = core.DEFAULT_SCHEMA) -> None:
     """A short tour: migrate, send with priorities, claim in order, leases, stats.
 
@@ -52,49 +51,49 @@ def demo(dsn: DsnOpt = "", schema: SchemaOpt = core.DEFAULT_SCHEMA) -> None:
     queue = f"demo-{uuid.uuid4().hex[:8]}"
     with session("demo", dsn, schema) as q:
         applied = migrator.migrate(q.conn, schema)
-        _line(f"1. migrate: schema {schema!r} " + (
+        line(f"1. migrate: schema {schema!r} " + (
             f"created/upgraded ({', '.join(m.filename for m in applied)})" if applied
             else "already up to date"))
 
-        _line(f"2. send to queue {queue!r} (priority 10 is most urgent):")
+        line(f"2. send to queue {queue!r} (priority 10 is most urgent):")
         sent: dict[int, int] = {}
         for priority, payload in DEMO_MESSAGES:
             msg_id = q.send(json.dumps(payload), queue=queue, priority=priority)
             sent[msg_id] = priority
-            _line(f"   msg {msg_id}  priority {priority}  {_compact(payload)}")
+            line(f"   msg {msg_id}  priority {priority}  {_compact(payload)}")
 
-        _line("3. stats:")
+        line("3. stats:")
         render.stats(q.stats(queue=queue), Format.rich if sys.stdout.isatty() else Format.table)
 
-        _line("4. claim one at a time: highest priority first, FIFO within a priority:")
+        line("4. claim one at a time: highest priority first, FIFO within a priority:")
         expected = sorted(sent, key=lambda i: (-sent[i], i))
         claimed: list[core.Message] = []
         for _ in sent:
             (message,) = q.claim(queue=queue, qty=1, vt=SHORT_LEASE_S)
             claimed.append(message)
-            _line(f"   msg {message.msg_id}  priority {message.priority}  "
-                  f"{_compact(message.payload)}")
+            line(f"   msg {message.msg_id}  priority {message.priority}  "
+                 f"{_compact(message.payload)}")
         got = [m.msg_id for m in claimed]
         if got != expected:
             raise PgqError(f"claim order was {got}, expected {expected}",
                            hint="this is a bug in pgq; please report it")
 
         first = claimed[0]
-        _line(f"5. lease fencing: ack msg {first.msg_id} with a wrong lease token is refused:")
+        line(f"5. lease fencing: ack msg {first.msg_id} with a wrong lease token is refused:")
         try:
             q.ack([first.msg_id], lease=uuid.uuid4())
             raise PgqError("an ack with a wrong lease was accepted",
                            hint="this is a bug in pgq; please report it")
         except StaleLease as refused:
-            _line(f"   refused: {refused.message}")
+            line(f"   refused: {refused.message}")
 
-        _line(f"6. at-least-once: the leases were {SHORT_LEASE_S:g} s; after they run out "
-              "the messages come back:")
+        line(f"6. at-least-once: the leases were {SHORT_LEASE_S:g} s; after they run out "
+             "the messages come back:")
         time.sleep(SHORT_LEASE_S + 0.2)
         again = q.claim(queue=queue, qty=len(sent), vt=core.DEFAULT_VT_S)
         for message in again:
-            _line(f"   msg {message.msg_id}  priority {message.priority}  "
-                  f"delivery {message.read_ct}")
+            line(f"   msg {message.msg_id}  priority {message.priority}  "
+                 f"delivery {message.read_ct}")
         if sorted(m.msg_id for m in again) != sorted(sent) or any(
             m.read_ct != 2 for m in again
         ):
@@ -103,7 +102,7 @@ def demo(dsn: DsnOpt = "", schema: SchemaOpt = core.DEFAULT_SCHEMA) -> None:
 
         for message in again:
             q.ack([message.msg_id], lease=message.lease)
-        _line(f"7. acked all {len(again)} with their current lease tokens; queue {queue!r} "
-              "is empty again.")
-        _line("Next: `pgq send --priority 9 '{\"job\": 1}'`, `pgq claim --qty 5`, `pgq stats`, "
-              "`pgq --help`.")
+        line(f"7. acked all {len(again)} with their current lease tokens; queue {queue!r} "
+             "is empty again.")
+        line("Next: `pgq send --priority 9 '{\"job\": 1}'`, `pgq claim --qty 5`, `pgq stats`, "
+             "`pgq --help`.")

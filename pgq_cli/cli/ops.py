@@ -1,170 +1,37 @@
-"""Operations commands: `pgq purge`, `pgq watch`, `pgq doctor`, and the health half of
-`pgq stats` (`--format prometheus`, `--textfile-dir`, `--fail-if`, `--estimate`).
+"""Operations commands: `pgq purge`, `pgq watch`, `pgq doctor`.
 
 Thin: parse and validate options (before connecting, so bad input exits 2 even when the
-database is down), call one core function, render. The logic lives in `purge.py`,
-`health.py`, `prometheus.py`, `doctor.py` and `watch.py`.
+database is down), call one function of `ops/` (`purge.py`, `watch.py`, `doctor.py`),
+render through `output.py`.
 """
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
-from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ..core.durations import parse_duration
 from ..core.errors import ExitCode, InvalidInput
-from ..core.queue import DEFAULT_QUEUE, DEFAULT_SCHEMA, Queue, check_queue
+from ..core.queue import DEFAULT_QUEUE, DEFAULT_SCHEMA, check_queue
 from ..ops import doctor as doctor_core
-from ..ops import estimate as estimate_core
-from ..ops import prometheus
 from ..ops import purge as purge_core
-from ..ops import thresholds as health
 from ..ops import watch as watch_core
 from . import output as render
-from .app import app
-from .boundary import boundary, say, session
+from .boundary import boundary, say
+from .connection import session
 from .options import DsnOpt, FormatOpt, JsonOpt, SchemaOpt, StatementTimeoutOpt
 from .output import Format
 
 PURGE_STATEMENT_TIMEOUT_MS = 60_000
-DEFAULT_TEXTFILE_NAME = prometheus.DEFAULT_FILENAME
 
-# ----------------------------------------------------------------------------- stats
-
-
-class StatsFormat(StrEnum):
-    auto = "auto"
-    plain = "plain"
-    table = "table"
-    json = "json"
-    rich = "rich"
-    prometheus = "prometheus"
-
-
-StatsFormatOpt = Annotated[
-    StatsFormat,
-    typer.Option(
-        "--format",
-        help="auto: a table on a terminal, tab-separated lines on a pipe; table: tabulate; "
-        "prometheus: the text exposition format (node_exporter textfile).",
-        case_sensitive=False,
-    ),
-]
-TextfileDirOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--textfile-dir",
-        help="Write the Prometheus text atomically to DIR/pgq.prom (node_exporter's "
-        "--collector.textfile.directory) instead of stdout. Implies --format prometheus.",
-    ),
-]
-TextfileNameOpt = Annotated[
-    str, typer.Option("--textfile-name", help="File name in --textfile-dir (must end in .prom).")
-]
-FailIfOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--fail-if",
-        help="Exit 3 when 'METRIC OP NUMBER' holds, e.g. 'oldest_ready_age>300', "
-        "'leased_expired>0'; repeatable. " + health.METRIC_HINT + ".",
-    ),
-]
-EstimateOpt = Annotated[
-    bool,
-    typer.Option(
-        "--estimate",
-        help="Cost independent of the table's size: counts above "
-        f"{estimate_core.EXACT_READY_CAP:,} (ready per priority; in flight, delayed or dead in "
-        "all) are estimated from a sample of the table; smaller ones, the oldest ready "
-        "age and expired leases stay exact. Says which numbers are estimates: "
-        "pgq_stats_estimated 1 (prometheus), \"estimated\": true on those rows (--json).",
-    ),
-]
-
-
-@dataclass(frozen=True)
-class StatsPlan:
-    fmt: Format | None  # None: prometheus
-    textfile: Path | None
-    textfile_name: str
-    thresholds: tuple[health.Threshold, ...]
-
-
-def stats_plan(
-    fmt: StatsFormat,
-    json_out: bool,
-    textfile_dir: str | None,
-    textfile_name: str,
-    fail_if: list[str] | None,
-) -> StatsPlan:
-    """Validate the health options of `pgq stats` (exit 2 on bad input, before SQL)."""
-    with boundary():
-        thresholds = tuple(health.parse_thresholds(fail_if or ()))
-        textfile = None
-        if textfile_dir is None and textfile_name != DEFAULT_TEXTFILE_NAME:
-            raise InvalidInput(
-                "--textfile-name names a file in --textfile-dir",
-                hint="add --textfile-dir DIR, or drop --textfile-name",
-            )
-        if textfile_dir is not None:
-            if json_out or fmt not in (StatsFormat.auto, StatsFormat.prometheus):
-                raise InvalidInput(
-                    "--textfile-dir writes the Prometheus format",
-                    hint="drop --json/--format, or use --format prometheus",
-                )
-            textfile = prometheus.check_directory(textfile_dir)
-            prometheus.check_filename(textfile_name)
-        if fmt is StatsFormat.prometheus or textfile is not None:
-            if json_out:
-                raise InvalidInput("--json and --format prometheus exclude each other")
-            return StatsPlan(None, textfile, textfile_name, thresholds)
-        return StatsPlan(
-            render.resolve_format(Format(fmt.value), json_out), None, textfile_name, thresholds
-        )
-
-
-def stats_emit(
-    q: Queue, plan: StatsPlan, *, queue: str | None, estimate: bool, schema: str
-) -> None:
-    """Collect, write the output, then exit 3 if a --fail-if threshold is crossed.
-
-    The output is written first, so the metrics of a bad moment still reach Prometheus.
-    """
-    # Prometheus output carries fair queues' top keys too (pgq_key_messages).
-    snapshot = health.collect(q, queue=queue, estimate=estimate, by_key=plan.fmt is None)
-    crossed = health.breaches(snapshot.stats, plan.thresholds)
-    if plan.fmt is Format.json and estimate:
-        # Each row says whether any of its numbers is estimated from a sample.
-        rows = [
-            {**r.to_json(), "estimated": (r.queue, r.priority) in snapshot.sampled}
-            for r in snapshot.stats.rows
-        ]
-        render.records(rows, (), Format.json)
-    elif plan.fmt is not None:
-        render.stats(snapshot.stats, plan.fmt)
-    else:
-        text = prometheus.render(snapshot, schema=schema, breached=crossed)
-        if plan.textfile is None:
-            sys.stdout.write(text)
-        else:
-            prometheus.write_textfile(plan.textfile, text, plan.textfile_name)
-    for breach in crossed:
-        say(f"pgq: alert: {breach.describe()} [--fail-if '{breach.threshold.text}']")
-    if crossed:
-        raise typer.Exit(int(ExitCode.NOTHING_DONE))
-
+# Registered by `main.build_app`, in the order `pgq --help` lists them.
+commands = typer.Typer()
 
 # ----------------------------------------------------------------------------- purge
 
 
-@app.command()
+@commands.command()
 def purge(
     queue: Annotated[str, typer.Argument(help="The queue to purge.", show_default=False)],
     state: Annotated[
@@ -245,7 +112,7 @@ def purge(
 # ----------------------------------------------------------------------------- watch
 
 
-@app.command()
+@commands.command()
 def watch(
     queue: Annotated[
         str | None, typer.Option("--queue", "-q", help="Only this queue.")
@@ -289,33 +156,17 @@ def watch(
         if once and iterations is not None:
             raise InvalidInput("--once and --iterations exclude each other")
     count = 1 if once else iterations
-    with session("watch", dsn, schema) as q:
-        if json_out:
-            watch_core.run(
-                q,
-                queue=queue,
-                interval=interval,
-                iterations=count,
-                estimate=estimate,
-                emit=lambda f: render.one(f.to_json(), Format.json),
-            )
-        else:
-            watch_core.run(
-                q,
-                queue=queue,
-                interval=interval,
-                iterations=count,
-                estimate=estimate,
-                live=sys.stdout.isatty(),
-            )
+    fmt = render.resolve_format(Format.auto, json_out)
+    with session("watch", dsn, schema) as q, render.watch_frames(fmt, queue=queue) as show:
+        watch_core.run(
+            q, emit=show, queue=queue, interval=interval, iterations=count, estimate=estimate
+        )
 
 
 # ----------------------------------------------------------------------------- doctor
 
-_SEVERITY_STYLE = {"ok": "green", "info": "cyan", "warning": "yellow", "serious": "bold red"}
 
-
-@app.command()
+@commands.command()
 def doctor(
     queue: Annotated[
         str, typer.Option("--queue", "-q", help="Check the claim plan for this queue.")
@@ -348,24 +199,7 @@ def doctor(
     with session("doctor", dsn, schema) as q:
         report = doctor_core.run(q, queue=queue, max_xact_age_s=max_age)
         shown = report.problems if problems_only else report.findings
-        if fmt is Format.json:
-            for f in shown:
-                render.one(f.to_json(), Format.json)
-        elif fmt is Format.rich:
-            table = Table(title=f"pgq doctor — schema {schema}", title_justify="left")
-            for header in ("severity", "check", "finding", "fix"):
-                table.add_column(header, overflow="fold")
-            for f in shown:
-                style = _SEVERITY_STYLE[f.severity]
-                table.add_row(f"[{style}]{f.severity}[/{style}]", f.check, f.summary, f.fix)
-            Console().print(table)
-        else:
-            render._rows_out(
-                fmt,
-                ("severity", "check", "finding", "fix"),
-                [[f.severity, f.check, f.summary, f.fix] for f in shown],
-                "",
-            )
+        render.findings(shown, fmt, schema=schema)
         serious = [f for f in report.findings if f.severity == "serious"]
         if serious:
             say(f"pgq: doctor found {len(serious)} serious problem(s)")

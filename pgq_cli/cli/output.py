@@ -1,25 +1,45 @@
-"""Output: stdout is data.
+"""Output: stdout is data. Every table, frame and report pgq prints is rendered here.
 
 Formats: `json` (one plain JSON object per line, stable field names), `table` (tabulate,
 for a pipe that wants columns), `plain` (tab-separated lines, no decoration: what a pipe
 gets by default) and `rich` (a rich table: what a terminal gets by default). Rich output is
 never used on a pipe: it wraps at 80 columns and cuts cells with an ellipsis.
+
+Text that is already a format of its own goes out as is through `text`: the SQL of
+`pgq migrate --sql`/`--print-grants`, and the Prometheus exposition, which
+`ops/prometheus.py` builds because it is a wire format (like JSON), not terminal output.
+Status lines and errors go to `stderr`, never to stdout.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from tabulate import tabulate
 
+from ..bench.runner import BenchResult, ProgressCallback
 from ..core.migrate import MigrationStatus
 from ..core.queue import MAX_PRIORITY, Message, QueueStats
+from ..ops.doctor import Finding
+from ..ops.watch import STATES as WATCH_STATES
+from ..ops.watch import Frame
+
+# stderr is talk: status lines, warnings, errors. Never data. Only the error boundary
+# writes to it, so that every line is masked (`boundary.say`, `boundary.fail`).
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Format(StrEnum):
@@ -38,8 +58,19 @@ def resolve_format(fmt: Format, json_flag: bool) -> Format:
     return fmt
 
 
-def _out(line: str) -> None:
-    sys.stdout.write(line + "\n")
+def _out(content: str) -> None:
+    sys.stdout.write(content + "\n")
+
+
+def text(content: str) -> None:
+    """Text exactly as given: SQL, the Prometheus exposition, help, the version."""
+    sys.stdout.write(content)
+
+
+def line(content: str = "") -> None:
+    """One line, flushed at once (the demo's narration shows as it happens)."""
+    _out(content)
+    sys.stdout.flush()
 
 
 def _json_lines(objects: Iterable[dict[str, Any]]) -> None:
@@ -51,18 +82,19 @@ def _payload_text(payload: Any) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
-def _rows_out(fmt: Format, headers: Sequence[str], rows: list[list[Any]], title: str) -> None:
+def write_table(fmt: Format, headers: Sequence[str], cells: list[list[Any]], title: str) -> None:
+    """A table: tabulate columns, a rich table, or tab-separated lines (`plain`)."""
     if fmt is Format.table:
-        _out(tabulate(rows, headers=list(headers), tablefmt="simple"))
+        _out(tabulate(cells, headers=list(headers), tablefmt="simple"))
     elif fmt is Format.rich:
         table = Table(title=title, title_justify="left")
         for header in headers:
             table.add_column(header, overflow="fold")
-        for row in rows:
+        for row in cells:
             table.add_row(*("" if v is None else str(v) for v in row))
         Console().print(table)
     else:
-        for row in rows:
+        for row in cells:
             _out("\t".join("" if v is None else str(v) for v in row))
 
 
@@ -74,15 +106,17 @@ def ids(msg_ids: Sequence[int], fmt: Format) -> None:
             _out(str(i))
 
 
-MESSAGE_HEADERS = (
-    "msg_id", "queue", "priority", "state", "read_ct", "lease", "vt", "key", "payload"
-)
+MESSAGE_HEADERS = ("msg_id", "queue", "priority", "state", "read_ct", "lease", "vt", "payload")
 
 
 def messages(found: Sequence[Message], fmt: Format, title: str = "") -> None:
+    """Claimed or peeked messages. A `key` column (before the payload, which stays last)
+    appears only when one of them has a fairness key, so the columns of a queue without
+    keys are what they always were."""
     if fmt is Format.json:
         _json_lines(m.to_json() for m in found)
         return
+    with_key = any(m.key is not None for m in found)
     rows = [
         [
             m.msg_id,
@@ -92,14 +126,15 @@ def messages(found: Sequence[Message], fmt: Format, title: str = "") -> None:
             m.read_ct,
             str(m.lease) if m.lease else "",
             m.vt.isoformat(timespec="seconds"),
-            m.key,
+            *([m.key] if with_key else []),
             _payload_text(m.payload),
         ]
         for m in found
     ]
     if fmt is Format.rich and not rows:
         return
-    _rows_out(fmt, MESSAGE_HEADERS, rows, title)
+    headers = (*MESSAGE_HEADERS[:-1], "key", MESSAGE_HEADERS[-1]) if with_key else MESSAGE_HEADERS
+    write_table(fmt, headers, rows, title)
 
 
 STATS_HEADERS = (
@@ -140,7 +175,7 @@ def stats(result: QueueStats, fmt: Format) -> None:
         for r in result.rows
     ]
     if fmt is not Format.rich:
-        _rows_out(fmt, STATS_HEADERS, rows, "")
+        write_table(fmt, STATS_HEADERS, rows, "")
         return
     console = Console()
     table = Table(
@@ -172,7 +207,7 @@ def migrations(found: Sequence[MigrationStatus], fmt: Format) -> None:
         ]
         for m in found
     ]
-    _rows_out(fmt, ("version", "name", "status", "applied_at"), rows, "pgq migrations")
+    write_table(fmt, ("version", "name", "status", "applied_at"), rows, "pgq migrations")
 
 
 def one(obj: dict[str, Any], fmt: Format) -> None:
@@ -180,7 +215,7 @@ def one(obj: dict[str, Any], fmt: Format) -> None:
     if fmt is Format.json:
         _json_lines([obj])
         return
-    _rows_out(fmt, ("key", "value"), [[k, v] for k, v in obj.items()], "")
+    write_table(fmt, ("key", "value"), [[k, v] for k, v in obj.items()], "")
 
 
 def records(
@@ -190,4 +225,324 @@ def records(
     if fmt is Format.json:
         _json_lines(found)
         return
-    _rows_out(fmt, headers, [[r.get(h) for h in headers] for r in found], title)
+    write_table(fmt, headers, [[r.get(h) for h in headers] for r in found], title)
+
+
+# ----------------------------------------------------------------------------- queues
+
+SETTINGS_HEADERS = ("queue", "max_deliveries", "paused", "paused_below_priority", "updated_at")
+QUEUES_HEADERS = (
+    "queue",
+    "max_deliveries",
+    "paused",
+    "paused_below_priority",
+    "ready",
+    "leased",
+    "expired",
+    "delayed",
+    "dead",
+)
+
+
+def _cell(value: object) -> object:
+    """Plain and table cells: blank for unset, yes/no for flags (as in `pgq stats`)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
+
+
+def queue_settings(obj: dict[str, Any], fmt: Format, extra: tuple[str, ...] = ()) -> None:
+    """One queue's settings (`pgq queue config`, `pause`, `resume`); `extra` columns last."""
+    row = {k: _cell(v) for k, v in obj.items()}
+    records([obj] if fmt is Format.json else [row], (*SETTINGS_HEADERS, *extra), fmt)
+
+
+# `pgq queue config` shows these after the settings; `pgq queue key` shows KEY_HEADERS.
+FAIRNESS_HEADERS = ("fair", "max_inflight_per_key")
+KEY_HEADERS = ("queue", "key", "weight", "inflight")
+
+
+def key_weight(obj: dict[str, Any], fmt: Format) -> None:
+    """`pgq queue key`: one key's weight and live leases."""
+    row = {k: _cell(v) for k, v in obj.items()}
+    records([obj] if fmt is Format.json else [row], KEY_HEADERS, fmt)
+
+
+def queue_list(found: Sequence[dict[str, Any]], fmt: Format) -> None:
+    """`pgq queues`: settings and depth by state, one queue per row."""
+    if fmt is not Format.json:
+        found = [{k: _cell(v) for k, v in r.items()} for r in found]
+    records(found, QUEUES_HEADERS, fmt, title="pgq queues")
+
+
+# ----------------------------------------------------------------------------- doctor
+
+DOCTOR_HEADERS = ("severity", "check", "finding", "fix")
+_SEVERITY_STYLE = {"ok": "green", "info": "cyan", "warning": "yellow", "serious": "bold red"}
+
+
+def findings(shown: Sequence[Finding], fmt: Format, *, schema: str) -> None:
+    """`pgq doctor`: one finding per row with its fix; severity coloured on a terminal."""
+    if fmt is Format.json:
+        for f in shown:
+            one(f.to_json(), Format.json)
+    elif fmt is Format.rich:
+        table = Table(title=f"pgq doctor — schema {schema}", title_justify="left")
+        for header in DOCTOR_HEADERS:
+            table.add_column(header, overflow="fold")
+        for f in shown:
+            style = _SEVERITY_STYLE[f.severity]
+            table.add_row(f"[{style}]{f.severity}[/{style}]", f.check, f.summary, f.fix)
+        Console().print(table)
+    else:
+        write_table(
+            fmt, DOCTOR_HEADERS, [[f.severity, f.check, f.summary, f.fix] for f in shown], ""
+        )
+
+
+# ----------------------------------------------------------------------------- watch
+
+
+def _per_second(rate: float | None) -> str:
+    return "…" if rate is None else f"{rate:,.1f}/s"
+
+
+def _age_with_unit(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _rates_scope(queue: str | None) -> str:
+    # The counters are the table's: under --queue they still count every queue.
+    return "" if queue is None else " (rates: all queues)"
+
+
+def watch_view(
+    frame: Frame, *, queue: str | None = None, title: str = "pgq watch"
+) -> RenderableType:
+    """A watch frame as a rich renderable: a summary line and a table per queue and priority."""
+    when = datetime.fromtimestamp(frame.wall, UTC).strftime("%H:%M:%S")
+    summary = Text.assemble(
+        (f"{title}  ", "bold"),
+        f"{when} UTC  frame {frame.number}  ",
+        "claims ",
+        (_per_second(frame.claim_rate), "bold green"),
+        "  sends ",
+        _per_second(frame.send_rate),
+        "  acks ",
+        _per_second(frame.ack_rate),
+        _rates_scope(queue),
+        "  oldest ready ",
+        (_age_with_unit(frame.oldest_ready_age_s), "bold yellow"),
+        ("  (estimated counts)" if frame.estimated else ""),
+    )
+    table = Table(
+        title=f"priority {MAX_PRIORITY} is most urgent, claimed first", title_justify="left"
+    )
+    table.add_column("queue")
+    table.add_column("prio", justify="right")
+    for state in WATCH_STATES:
+        table.add_column(state, justify="right")
+    table.add_column("oldest", justify="right")
+    table.add_column("paused")
+    table.add_column("ready", justify="left")
+    widest = max((r.ready for r in frame.stats.rows), default=0)
+    for r in frame.stats.rows:
+        bar = "█" * (round(20 * r.ready / widest) if widest else 0)
+        table.add_row(
+            r.queue,
+            str(r.priority),
+            *(f"{getattr(r, s):,}" for s in WATCH_STATES),
+            _age_with_unit(r.oldest_ready_age_s),
+            "yes" if r.paused else "",
+            Text(bar, style="green"),
+        )
+    parts: list[RenderableType] = [summary, table]
+    if not frame.stats.rows:
+        parts.append(Text("(no messages)"))
+    parts.append(Text("Ctrl-C to quit", style="dim"))
+    return Group(*parts)
+
+
+def watch_text(frame: Frame, *, queue: str | None = None) -> str:
+    """A watch frame as text for a pipe or a log: never cut to a terminal's width.
+
+    A summary line, then the columns of `pgq stats` (a header line, one tab-separated line
+    per queue and priority), then an empty line.
+    """
+    when = datetime.fromtimestamp(frame.wall, UTC).isoformat(timespec="milliseconds")
+
+    def rate(value: float | None) -> str:
+        return "-" if value is None else _per_second(value)
+
+    summary = (
+        f"frame {frame.number}  {when}  claims {rate(frame.claim_rate)}  "
+        f"sends {rate(frame.send_rate)}  acks {rate(frame.ack_rate)}"
+        f"{_rates_scope(queue)}  oldest ready {_age_with_unit(frame.oldest_ready_age_s)}"
+        + ("  (estimated counts)" if frame.estimated else "")
+    )
+    lines = [summary, "\t".join(STATS_HEADERS)]
+    for r in frame.stats.rows:
+        cells = (r.queue, r.priority, r.ready, r.leased, r.expired, r.delayed, r.dead,
+                 _age(r.oldest_ready_age_s), r.max_read_ct, "yes" if r.paused else "no")
+        lines.append("\t".join(map(str, cells)))
+    return "\n".join(lines) + "\n\n"
+
+
+@contextmanager
+def watch_frames(
+    fmt: Format, *, queue: str | None = None, console: Console | None = None
+) -> Iterator[Callable[[Frame], None]]:
+    """Where `pgq watch` frames go: yields the function that shows one frame.
+
+    json: one object per frame; rich: drawn in place (rich Live) on `console`; otherwise
+    `watch_text`. Whatever goes to stdout is flushed frame by frame, so a pipe
+    (`pgq watch --json | jq`) sees each frame as it comes.
+    """
+    if fmt is Format.json:
+
+        def emit_json(frame: Frame) -> None:
+            one(frame.to_json(), Format.json)
+            sys.stdout.flush()
+
+        yield emit_json
+        return
+    if fmt is not Format.rich:
+
+        def emit_text(frame: Frame) -> None:
+            sys.stdout.write(watch_text(frame, queue=queue))
+            sys.stdout.flush()
+
+        yield emit_text
+        return
+    display: Live | None = None
+
+    def draw(frame: Frame) -> None:
+        nonlocal display
+        if display is None:
+            display = Live(
+                watch_view(frame, queue=queue), console=console or Console(), auto_refresh=False
+            )
+            display.start()
+        display.update(watch_view(frame, queue=queue), refresh=True)
+
+    try:
+        yield draw
+    finally:
+        if display is not None:
+            display.stop()
+
+
+# ----------------------------------------------------------------------------- bench
+
+BENCH_HEADERS = (
+    "design",
+    "backlog",
+    "p50",
+    "p95",
+    "p99",
+    "max",
+    "p99 vs 0",
+    "msg/s",
+    "claims",
+    "over",
+    "dup",
+)
+
+
+@contextmanager
+def bench_progress() -> Iterator[ProgressCallback | None]:
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("starting", total=None)
+
+    def report(what: str, done: int, total: int) -> None:
+        bar.update(task, description=what, completed=done, total=total)
+
+    with bar:
+        yield report
+
+
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
+
+
+def _bench_rows(result: BenchResult) -> list[list[Any]]:
+    cells: list[list[Any]] = []
+    for level in result.levels:
+        lat, tp = level.latency, level.throughput
+        cells.append(
+            [
+                level.design,
+                f"{level.backlog:,}" + (" delayed" if level.backlog_kind == "delayed" else ""),
+                _ms(lat.p50),
+                _ms(lat.p95),
+                _ms(lat.p99),
+                _ms(lat.max),
+                "-" if level.p99_ratio is None else f"{level.p99_ratio:.2f}x",
+                "-" if tp is None else f"{tp.msgs_per_s:,.0f}" + ("" if tp.drained else "*"),
+                level.claims,
+                level.over_claims,
+                level.duplicate_leases,
+            ]
+        )
+    return cells
+
+
+def bench_report(result: BenchResult, json_out: bool) -> None:
+    """`pgq bench`: one JSON object, or a titled table (rich on a terminal, tabulate on a
+    pipe) with a footer of counts, then any EXPLAIN plans."""
+    if json_out:
+        sys.stdout.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+        return
+    config = result.config
+    title = (
+        f"pgq bench on PostgreSQL {result.server_version}: claim latency in ms (client "
+        f"round trip, qty {config.qty}, {config.samples} samples) against messages in flight; "
+        f"claim+ack msg/s with {config.consumers} consumers"
+    )
+    footer = (
+        f"claims {result.claims:,}; over-claims {result.over_claims}; "
+        f"duplicate leases {result.duplicate_leases}"
+        " (over/dup per level; * = stopped by --max-seconds before the queue drained)"
+    )
+    if sys.stdout.isatty():
+        table = Table(
+            title=title,
+            title_justify="left",
+            caption=footer,
+            caption_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
+        for header in BENCH_HEADERS:
+            left = header in ("design", "backlog")
+            table.add_column(header, justify="left" if left else "right", no_wrap=True)
+        for row in _bench_rows(result):
+            table.add_row(*(str(v) for v in row))
+        Console().print(table)
+    else:
+        sys.stdout.write(title + "\n")
+        sys.stdout.write(
+            tabulate(_bench_rows(result), headers=list(BENCH_HEADERS), tablefmt="simple") + "\n"
+        )
+        sys.stdout.write(footer + "\n")
+    for design, plan in result.explain.items():
+        sys.stdout.write(f"\nEXPLAIN (ANALYZE, BUFFERS), {design} claim at the largest backlog:\n")
+        sys.stdout.write(plan + "\n")

@@ -1,5 +1,5 @@
-"""`pgq queue config`, `pgq queue key`, `pgq pause`, `pgq resume`, `pgq queues`: per-queue
-settings, fairness included.
+"""`pgq queues`, `pgq queue config` and `pgq queue key`: the queues there are and their
+stored settings, fairness included.
 
 Thin: validate, open a session, call one function of `settings`, render.
 """
@@ -15,46 +15,34 @@ from ..core import queue as core
 from ..core import settings as core_settings
 from ..core.errors import InvalidInput
 from . import output as render
-from .app import app
-from .boundary import boundary, say, session
+from .boundary import boundary, say
+from .connection import session
 from .options import DsnOpt, FormatOpt, JsonOpt, QueueArg, SchemaOpt
 from .output import Format
 
+# Registered by `main.build_app`. Typer lists a Typer's own commands before its groups, so
+# `pgq queues` comes before `pgq queue` in `pgq --help`.
+commands = typer.Typer()
 queue_app = typer.Typer(
     name="queue",
     help="Per-queue settings stored in the database (see also pause, resume, queues).",
     no_args_is_help=True,
 )
-app.add_typer(queue_app)
-
-SETTINGS_HEADERS = ("queue", "max_deliveries", "paused", "paused_below_priority", "updated_at")
-CONFIG_HEADERS = (*SETTINGS_HEADERS, "fair", "max_inflight_per_key")
-KEY_HEADERS = ("queue", "key", "weight", "inflight")
-QUEUES_HEADERS = (
-    "queue",
-    "max_deliveries",
-    "paused",
-    "paused_below_priority",
-    "ready",
-    "leased",
-    "expired",
-    "delayed",
-    "dead",
-)
+commands.add_typer(queue_app)
 
 
-def _cell(value: object) -> object:
-    """Plain and table cells: blank for unset, yes/no for flags (as in `pgq stats`)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return value
-
-
-def _show(obj: dict[str, object], headers: tuple[str, ...], fmt: Format) -> None:
-    row = {k: _cell(v) for k, v in obj.items()}
-    render.records([obj] if fmt is Format.json else [row], headers, fmt)
+@commands.command()
+def queues(
+    dsn: DsnOpt = "",
+    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    json_out: JsonOpt = False,
+    fmt: FormatOpt = Format.auto,
+) -> None:
+    """List queues (with messages or settings): max deliveries, pause, depth by state."""
+    fmt = render.resolve_format(fmt, json_out)
+    with session("queues", dsn, schema) as q:
+        found = [info.to_json() for info in core_settings.list_queues(q)]
+    render.queue_list(found, fmt)
 
 
 @queue_app.command("config")
@@ -115,11 +103,10 @@ def config(
         if max_inflight_per_key is not None and no_max_inflight:
             raise InvalidInput("give --max-inflight-per-key or --no-max-inflight, not both")
         fairness.check_max_inflight(max_inflight_per_key)
-    set_deliveries = max_deliveries is not None or unlimited
     set_cap = max_inflight_per_key is not None or no_max_inflight
     with session("queue config", dsn, schema) as q:
         moved: dict[str, object] = {}
-        if set_deliveries:
+        if max_deliveries is not None or unlimited:
             result = core_settings.configure(q, queue, max_deliveries=max_deliveries)
             moved = {"moved_to_dead": result.moved_to_dead}
             if result.moved_to_dead:
@@ -140,7 +127,7 @@ def config(
             **fairness.get(q, queue).to_json(),
             **moved,
         }
-        _show(shown, (*CONFIG_HEADERS, *moved), fmt)
+        render.queue_settings(shown, fmt, extra=(*render.FAIRNESS_HEADERS, *moved))
 
 
 @queue_app.command("key")
@@ -176,70 +163,4 @@ def key_weight(
             core.check_key(key)
         fairness.check_weight(weight)
     with session("queue key", dsn, schema) as q:
-        result = fairness.set_weight(q, queue, key, weight)
-        _show(result.to_json(), KEY_HEADERS, fmt)
-
-
-@app.command()
-def pause(
-    queue: QueueArg,
-    below_priority: Annotated[
-        int | None,
-        typer.Option(
-            "--below-priority",
-            help="Pause only priorities below this (2..10); higher ones are still claimed.",
-            show_default=False,
-        ),
-    ] = None,
-    dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
-    json_out: JsonOpt = False,
-    fmt: FormatOpt = Format.auto,
-) -> None:
-    """Stop claims from a queue (or from its low-priority band) until `pgq resume`.
-
-    Stored in the database and honoured by the claim itself, for every consumer at once.
-    Messages already leased are not affected; sending still works.
-    """
-    fmt = render.resolve_format(fmt, json_out)
-    with boundary():
-        core.check_queue(queue)
-        core_settings.check_below_priority(below_priority)
-    with session("pause", dsn, schema) as q:
-        result = core_settings.pause(q, queue, below_priority=below_priority)
-        _show(result.to_json(), SETTINGS_HEADERS, fmt)
-
-
-@app.command()
-def resume(
-    queue: QueueArg,
-    dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
-    json_out: JsonOpt = False,
-    fmt: FormatOpt = Format.auto,
-) -> None:
-    """Lift a pause (whole queue and band) and wake waiting claimers."""
-    fmt = render.resolve_format(fmt, json_out)
-    with boundary():
-        core.check_queue(queue)
-    with session("resume", dsn, schema) as q:
-        result = core_settings.resume(q, queue)
-        if result.updated_at is None:
-            say(f"pgq: queue {queue!r} was not paused")
-        _show(result.to_json(), SETTINGS_HEADERS, fmt)
-
-
-@app.command()
-def queues(
-    dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
-    json_out: JsonOpt = False,
-    fmt: FormatOpt = Format.auto,
-) -> None:
-    """List queues (with messages or settings): max deliveries, pause, depth by state."""
-    fmt = render.resolve_format(fmt, json_out)
-    with session("queues", dsn, schema) as q:
-        found = [info.to_json() for info in core_settings.list_queues(q)]
-    if fmt is not Format.json:
-        found = [{k: _cell(v) for k, v in r.items()} for r in found]
-    render.records(found, QUEUES_HEADERS, fmt, title="pgq queues")
+        render.key_weight(fairness.set_weight(q, queue, key, weight).to_json(), fmt)

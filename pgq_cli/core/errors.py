@@ -19,18 +19,38 @@ from psycopg import errors as pgerrors
 
 
 class ExitCode(IntEnum):
-    """Documented exit codes (README, `pgq --help`)."""
+    """Documented exit codes; each one's meaning is in EXIT_CODE_MEANINGS."""
 
     OK = 0
-    FAILURE = 1  # unexpected failure
-    USAGE = 2  # usage or invalid input caught before SQL
-    NOTHING_DONE = 3  # stale lease, unknown id, empty claim with --fail-if-empty
-    BAD_PAYLOAD = 65  # not JSON, too large
-    UNAVAILABLE = 69  # database unreachable or went away
-    TEMPORARY = 75  # statement/lock timeout, serialization failure, deadlock: retry
-    NO_PERMISSION = 77  # permission denied
-    CONFIG = 78  # configuration: no schema (run `pgq migrate`), bad DSN
+    FAILURE = 1
+    USAGE = 2
+    NOTHING_DONE = 3
+    BAD_PAYLOAD = 65
+    UNAVAILABLE = 69
+    TEMPORARY = 75
+    NO_PERMISSION = 77
+    CONFIG = 78
     INTERRUPTED = 130
+
+
+# The one written list of what each exit code means: `pgq --help` is generated from it, and
+# a test checks the README's exit-code table against it, word for word.
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "ok (an empty claim is ok unless `--fail-if-empty`)",
+    ExitCode.FAILURE: "unexpected failure (a bug: rerun with `--debug` and report it)",
+    ExitCode.USAGE: "usage error or invalid input (priority out of 1..10, bad queue name, "
+    "bad id)",
+    ExitCode.NOTHING_DONE: "nothing done that was required: unknown id, stale lease, empty "
+    "claim with `--fail-if-empty`",
+    ExitCode.BAD_PAYLOAD: "bad payload: not JSON, or over the 1 MiB cap",
+    ExitCode.UNAVAILABLE: "database unreachable, or the connection went away",
+    ExitCode.TEMPORARY: "temporary: statement or lock timeout, deadlock, serialization "
+    "failure — retry",
+    ExitCode.NO_PERMISSION: "permission denied (the role lacks a grant)",
+    ExitCode.CONFIG: "configuration: schema missing (run `pgq migrate`), foreign `pgq` "
+    "schema, bad DSN",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+}
 
 
 class PgqError(Exception):

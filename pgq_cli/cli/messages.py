@@ -1,4 +1,4 @@
-"""The `pgq` command line: parse, open a session, call one core function, render.
+"""The everyday loop: `pgq send`, `claim`, `peek`, `ack`, `requeue`, `extend`.
 
 No queue logic lives here. Inputs are validated (by the core's own check functions) before
 connecting, so bad input exits 2 even when the database is down, and nothing is written.
@@ -13,25 +13,14 @@ from typing import Annotated
 
 import typer
 
-from ..core import fairness, waiting
-from ..core import migrate as migrator
 from ..core import queue as core
+from ..core import waiting
+from ..core.connect import DEFAULT_STATEMENT_TIMEOUT_MS
 from ..core.durations import parse_duration
 from ..core.errors import BadPayload, EmptyClaim, InvalidInput, NothingDone
-from ..ops.grants import DEFAULT_ROLE_PREFIX, grant_sql
-from . import (
-    bench as cli_bench,  # noqa: F401  registers pgq bench
-)
-from . import (
-    demo as cli_demo,  # noqa: F401  registers pgq demo
-)
-from . import ops as cli_ops  # registers pgq purge, watch, doctor; health options of stats
 from . import output as render
-from . import (
-    queues as cli_queues,  # noqa: F401  registers pgq queue config, pause, resume, queues
-)
-from .app import app
-from .boundary import boundary, say, session
+from .boundary import boundary, say
+from .connection import session
 from .options import (
     DsnOpt,
     FormatOpt,
@@ -46,61 +35,8 @@ from .options import (
 )
 from .output import Format
 
-DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
-BY_KEY_HEADERS = ("key", "ready", "leased", "delayed")
-MIGRATE_LOCK_TIMEOUT_MS = 3_000
-
-
-@app.command()
-def migrate(
-    list_: Annotated[
-        bool, typer.Option("--list", help="Show applied and pending migrations.")
-    ] = False,
-    print_sql: Annotated[
-        bool, typer.Option("--sql", help="Print the pending SQL without connecting.")
-    ] = False,
-    since: Annotated[
-        int, typer.Option("--since", help="With --sql: the version already applied.")
-    ] = 0,
-    print_grants: Annotated[
-        bool,
-        typer.Option(
-            "--print-grants",
-            help="Print SQL creating least-privilege producer/consumer/monitor roles "
-            "(PUBLIC revoked) for --schema, without connecting.",
-        ),
-    ] = False,
-    role_prefix: Annotated[
-        str, typer.Option("--role-prefix", help="With --print-grants: roles are PREFIX_producer...")
-    ] = DEFAULT_ROLE_PREFIX,
-    lock_timeout: Annotated[
-        int, typer.Option("--lock-timeout", help="lock_timeout in milliseconds (exit 75).")
-    ] = MIGRATE_LOCK_TIMEOUT_MS,
-    dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
-    json_out: JsonOpt = False,
-    fmt: FormatOpt = Format.auto,
-) -> None:
-    """Create or upgrade the pgq schema. Safe to run again; concurrent runs take turns."""
-    fmt = render.resolve_format(fmt, json_out)
-    if print_grants:
-        with boundary():
-            sys.stdout.write(grant_sql(schema, role_prefix))
-        return
-    if print_sql:
-        with boundary():
-            sys.stdout.write(migrator.pending_sql(schema, since))
-        return
-    with session("migrate", dsn, schema, lock_timeout_ms=lock_timeout) as q:
-        if list_:
-            render.migrations(migrator.status(q.conn, schema), fmt)
-            return
-        applied = migrator.migrate(q.conn, schema)
-    if applied:
-        for m in applied:
-            say(f"pgq: applied {m.filename}")
-    else:
-        say(f"pgq: schema {schema!r} is up to date")
+# Registered by `main.build_app`, in the order `pgq --help` lists them.
+commands = typer.Typer()
 
 
 def _read_ndjson(path: str) -> tuple[list[str], list[int]]:
@@ -161,7 +97,7 @@ def _envelope(
     return envelope
 
 
-@app.command()
+@commands.command()
 def send(
     payload: Annotated[
         str | None,
@@ -232,7 +168,7 @@ def send(
         render.ids(ids, fmt)
 
 
-@app.command()
+@commands.command()
 def claim(
     queue: QueueOpt = core.DEFAULT_QUEUE,
     qty: Annotated[int, typer.Option("--qty", "-n", help="At most this many messages.")] = 1,
@@ -289,7 +225,7 @@ def claim(
         render.messages(found, fmt, title=f"claimed from {queue}")
 
 
-@app.command()
+@commands.command()
 def peek(
     queue: QueueOpt = core.DEFAULT_QUEUE,
     limit: Annotated[int, typer.Option("--limit", "-l", help="At most this many.")] = 10,
@@ -328,7 +264,7 @@ def peek(
 MsgIdsArg = Annotated[list[int], typer.Argument(help="Message ids.", show_default=False)]
 
 
-@app.command()
+@commands.command()
 def ack(
     msg_ids: MsgIdsArg,
     lease: LeaseOpt = None,
@@ -350,7 +286,7 @@ def ack(
         render.ids(acked, fmt)
 
 
-@app.command()
+@commands.command()
 def requeue(
     msg_ids: Annotated[
         list[int] | None, typer.Argument(help="Message ids.", show_default=False)
@@ -455,7 +391,7 @@ def _check_redrive(
     return age
 
 
-@app.command()
+@commands.command()
 def extend(
     msg_id: Annotated[int, typer.Argument(help="Message id.", show_default=False)],
     vt: Annotated[float, typer.Option("--vt", help="New lease: this many seconds from now.")],
@@ -473,67 +409,3 @@ def extend(
         core.check_seconds(vt, "vt", allow_zero=False)
     with session("extend", dsn, schema) as q:
         render.messages([q.extend(msg_id, vt=vt, lease=lease)], fmt)
-
-
-@app.command()
-def stats(
-    queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Only this queue.")
-    ] = None,
-    dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
-    json_out: JsonOpt = False,
-    fmt: cli_ops.StatsFormatOpt = cli_ops.StatsFormat.auto,
-    textfile_dir: cli_ops.TextfileDirOpt = None,
-    textfile_name: cli_ops.TextfileNameOpt = cli_ops.DEFAULT_TEXTFILE_NAME,
-    fail_if: cli_ops.FailIfOpt = None,
-    estimate: cli_ops.EstimateOpt = False,
-    by_key: Annotated[
-        bool,
-        typer.Option(
-            "--by-key",
-            help="With --queue: ready, leased and delayed per fairness key, the --top keys "
-            "by ready depth (reads every live row of the queue).",
-        ),
-    ] = False,
-    top: Annotated[
-        int, typer.Option("--top", help="With --by-key: this many keys.")
-    ] = fairness.DEFAULT_TOP_KEYS,
-) -> None:
-    """Messages per queue and priority by state (priority 10 is most urgent, claimed first).
-
-    For cron and alerting: --format prometheus (--textfile-dir for node_exporter) and
-    --fail-if thresholds, which exit 3 when crossed.
-    """
-    plan = cli_ops.stats_plan(fmt, json_out, textfile_dir, textfile_name, fail_if)
-    with boundary():
-        if queue is not None:
-            core.check_queue(queue)
-        fairness.check_top_keys(top)
-        if by_key:
-            if queue is None:
-                raise InvalidInput("--by-key needs --queue")
-            if plan.fmt is None or plan.thresholds or estimate:
-                raise InvalidInput(
-                    "--by-key goes without --format prometheus, --fail-if and --estimate"
-                )
-    if by_key:
-        assert queue is not None and plan.fmt is not None
-        with session("stats", dsn, schema) as q:
-            depths = fairness.depth_by_key(q, queue, top=top)
-        rows = [d.to_json() for d in depths]
-        if plan.fmt is not Format.json:
-            rows = [{**r, "key": "" if r["key"] is None else r["key"]} for r in rows]
-        render.records(rows, BY_KEY_HEADERS, plan.fmt, title=f"pgq stats --by-key {queue}")
-        return
-    with session("stats", dsn, schema) as q:
-        cli_ops.stats_emit(q, plan, queue=queue, estimate=estimate, schema=schema)
-
-
-def main() -> None:
-    """Console-script entry point (`pgq`, `pgq-cli`)."""
-    app(prog_name="pgq")
-
-
-if __name__ == "__main__":
-    main()

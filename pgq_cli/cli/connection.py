@@ -1,0 +1,61 @@
+"""Opening the connection a command runs on: where to connect, and the session.
+
+`open_target` resolves --dsn/PGQ_DSN/libpq/the embedded server and says on stderr when it
+is the embedded one (or when a password was typed on the command line); `session` connects
+inside the error boundary and yields a `Queue`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..core import connect
+from ..core.queue import DEFAULT_SCHEMA, Queue
+from .boundary import boundary, say, state
+
+
+def open_target(dsn: str | None) -> connect.Target:
+    """Resolve where to connect; say so on stderr when it is the embedded server."""
+    if dsn and dsn == os.environ.get("PGQ_DSN"):
+        # Typer fills --dsn from PGQ_DSN as well; only a DSN typed on the command line is
+        # "--dsn" (and visible in the process list).
+        dsn = None
+    target = connect.resolve(dsn)
+    state.secrets = tuple(s for s in (target.password,) if s)
+    if target.source == "--dsn" and target.password:
+        say(
+            "pgq: warning: --dsn carries a password, which other users can read in the "
+            "process list; prefer PGQ_DSN, PGPASSWORD or ~/.pgpass"
+        )
+    if target.embedded_dir is not None:
+        say(
+            f"pgq: no database configured; using the embedded PostgreSQL in "
+            f"{target.embedded_dir} (set --dsn or PGQ_DSN to use a server)"
+        )
+    return target
+
+
+@contextmanager
+def session(
+    command: str,
+    dsn: str | None,
+    schema: str = DEFAULT_SCHEMA,
+    *,
+    statement_timeout_ms: int = connect.DEFAULT_STATEMENT_TIMEOUT_MS,
+    lock_timeout_ms: int = connect.DEFAULT_LOCK_TIMEOUT_MS,
+) -> Iterator[Queue]:
+    """Inside the boundary: connect as `pgq <command>` and yield a Queue."""
+    with boundary():
+        target = open_target(dsn)
+        conn = connect.connect(
+            target,
+            f"pgq {command}",
+            statement_timeout_ms=statement_timeout_ms,
+            lock_timeout_ms=lock_timeout_ms,
+        )
+        try:
+            yield Queue(conn, schema)
+        finally:
+            conn.close()

@@ -1,0 +1,212 @@
+"""`pgq stats`: messages per queue and priority by state, and its health half for cron
+and alerting (`--format prometheus`, `--textfile-dir`, `--fail-if`, `--estimate`).
+
+Thin: validate the options before connecting (bad input exits 2 even when the database is
+down), collect through `ops.thresholds`, render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..core import fairness
+from ..core import queue as core
+from ..core.errors import ExitCode, InvalidInput
+from ..core.queue import Queue
+from ..ops import estimate as estimate_core
+from ..ops import prometheus
+from ..ops import thresholds as health
+from . import output as render
+from .boundary import boundary, say
+from .connection import session
+from .options import DsnOpt, JsonOpt, SchemaOpt
+from .output import Format
+
+DEFAULT_TEXTFILE_NAME = prometheus.DEFAULT_FILENAME
+BY_KEY_HEADERS = ("key", "ready", "leased", "delayed")
+
+# Registered by `main.build_app`, in the order `pgq --help` lists them.
+commands = typer.Typer()
+
+
+class StatsFormat(StrEnum):
+    auto = "auto"
+    plain = "plain"
+    table = "table"
+    json = "json"
+    rich = "rich"
+    prometheus = "prometheus"
+
+
+StatsFormatOpt = Annotated[
+    StatsFormat,
+    typer.Option(
+        "--format",
+        help="auto: a table on a terminal, tab-separated lines on a pipe; table: tabulate; "
+        "prometheus: the text exposition format (node_exporter textfile).",
+        case_sensitive=False,
+    ),
+]
+TextfileDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--textfile-dir",
+        help="Write the Prometheus text atomically to DIR/pgq.prom (node_exporter's "
+        "--collector.textfile.directory) instead of stdout. Implies --format prometheus.",
+    ),
+]
+TextfileNameOpt = Annotated[
+    str, typer.Option("--textfile-name", help="File name in --textfile-dir (must end in .prom).")
+]
+FailIfOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fail-if",
+        help="Exit 3 when 'METRIC OP NUMBER' holds, e.g. 'oldest_ready_age>300', "
+        "'leased_expired>0'; repeatable. " + health.METRIC_HINT + ".",
+    ),
+]
+EstimateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--estimate",
+        help="Cost independent of the table's size: counts above "
+        f"{estimate_core.EXACT_READY_CAP:,} (ready per priority; in flight, delayed or dead in "
+        "all) are estimated from a sample of the table; smaller ones, the oldest ready "
+        "age and expired leases stay exact. Says which numbers are estimates: "
+        "pgq_stats_estimated 1 (prometheus), \"estimated\": true on those rows (--json).",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class StatsPlan:
+    fmt: Format | None  # None: prometheus
+    textfile: Path | None
+    textfile_name: str
+    thresholds: tuple[health.Threshold, ...]
+
+
+def stats_plan(
+    fmt: StatsFormat,
+    json_out: bool,
+    textfile_dir: str | None,
+    textfile_name: str,
+    fail_if: list[str] | None,
+) -> StatsPlan:
+    """Validate the health options of `pgq stats` (exit 2 on bad input, before SQL)."""
+    with boundary():
+        thresholds = tuple(health.parse_thresholds(fail_if or ()))
+        textfile = None
+        if textfile_dir is None and textfile_name != DEFAULT_TEXTFILE_NAME:
+            raise InvalidInput(
+                "--textfile-name names a file in --textfile-dir",
+                hint="add --textfile-dir DIR, or drop --textfile-name",
+            )
+        if textfile_dir is not None:
+            if json_out or fmt not in (StatsFormat.auto, StatsFormat.prometheus):
+                raise InvalidInput(
+                    "--textfile-dir writes the Prometheus format",
+                    hint="drop --json/--format, or use --format prometheus",
+                )
+            textfile = prometheus.check_directory(textfile_dir)
+            prometheus.check_filename(textfile_name)
+        if fmt is StatsFormat.prometheus or textfile is not None:
+            if json_out:
+                raise InvalidInput("--json and --format prometheus exclude each other")
+            return StatsPlan(None, textfile, textfile_name, thresholds)
+        return StatsPlan(
+            render.resolve_format(Format(fmt.value), json_out), None, textfile_name, thresholds
+        )
+
+
+def stats_emit(
+    q: Queue, plan: StatsPlan, *, queue: str | None, estimate: bool, schema: str
+) -> None:
+    """Collect, write the output, then exit 3 if a --fail-if threshold is crossed.
+
+    The output is written first, so the metrics of a bad moment still reach Prometheus.
+    """
+    # Prometheus output carries fair queues' top keys too (pgq_key_messages).
+    snapshot = health.collect(q, queue=queue, estimate=estimate, by_key=plan.fmt is None)
+    crossed = health.breaches(snapshot.stats, plan.thresholds)
+    if plan.fmt is Format.json and estimate:
+        # Each row says whether any of its numbers is estimated from a sample.
+        rows = [
+            {**r.to_json(), "estimated": (r.queue, r.priority) in snapshot.sampled}
+            for r in snapshot.stats.rows
+        ]
+        render.records(rows, (), Format.json)
+    elif plan.fmt is not None:
+        render.stats(snapshot.stats, plan.fmt)
+    else:
+        # The exposition format is built in ops/prometheus.py: a wire format, not a table.
+        text = prometheus.render(snapshot, schema=schema, breached=crossed)
+        if plan.textfile is None:
+            render.text(text)
+        else:
+            prometheus.write_textfile(plan.textfile, text, plan.textfile_name)
+    for breach in crossed:
+        say(f"pgq: alert: {breach.describe()} [--fail-if '{breach.threshold.text}']")
+    if crossed:
+        raise typer.Exit(int(ExitCode.NOTHING_DONE))
+
+
+@commands.command()
+def stats(
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="Only this queue.")
+    ] = None,
+    dsn: DsnOpt = "",
+    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    json_out: JsonOpt = False,
+    fmt: StatsFormatOpt = StatsFormat.auto,
+    textfile_dir: TextfileDirOpt = None,
+    textfile_name: TextfileNameOpt = DEFAULT_TEXTFILE_NAME,
+    fail_if: FailIfOpt = None,
+    estimate: EstimateOpt = False,
+    by_key: Annotated[
+        bool,
+        typer.Option(
+            "--by-key",
+            help="With --queue: ready, leased and delayed per fairness key, the --top keys "
+            "by ready depth (reads every live row of the queue).",
+        ),
+    ] = False,
+    top: Annotated[
+        int, typer.Option("--top", help="With --by-key: this many keys.")
+    ] = fairness.DEFAULT_TOP_KEYS,
+) -> None:
+    """Messages per queue and priority by state (priority 10 is most urgent, claimed first).
+
+    For cron and alerting: --format prometheus (--textfile-dir for node_exporter) and
+    --fail-if thresholds, which exit 3 when crossed.
+    """
+    plan = stats_plan(fmt, json_out, textfile_dir, textfile_name, fail_if)
+    with boundary():
+        if queue is not None:
+            core.check_queue(queue)
+        fairness.check_top_keys(top)
+        if by_key:
+            if queue is None:
+                raise InvalidInput("--by-key needs --queue")
+            if plan.fmt is None or plan.thresholds or estimate:
+                raise InvalidInput(
+                    "--by-key goes without --format prometheus, --fail-if and --estimate"
+                )
+    if by_key:
+        assert queue is not None and plan.fmt is not None
+        with session("stats", dsn, schema) as q:
+            depths = fairness.depth_by_key(q, queue, top=top)
+        rows = [d.to_json() for d in depths]
+        if plan.fmt is not Format.json:
+            rows = [{**r, "key": "" if r["key"] is None else r["key"]} for r in rows]
+        render.records(rows, BY_KEY_HEADERS, plan.fmt, title=f"pgq stats --by-key {queue}")
+        return
+    with session("stats", dsn, schema) as q:
+        stats_emit(q, plan, queue=queue, estimate=estimate, schema=schema)

@@ -54,6 +54,14 @@ CREATE TABLE fair_keys (
     PRIMARY KEY (queue, key),
     CONSTRAINT fair_keys_weight_range CHECK (weight > 0 AND weight <= 1000),
     CONSTRAINT fair_keys_inflight_nonnegative CHECK (inflight >= 0)
+) WITH (
+    -- Every claim of a fair queue writes a new version of each key row it serves (its
+    -- virtual time is indexed, so never a HOT update): vacuum it after a fixed number of
+    -- dead rows, not a share of a table this small.
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.1,
+    autovacuum_vacuum_cost_delay = 0
 );
 
 -- The claim's walk: highest head priority first, then least virtual time.

@@ -94,31 +94,43 @@ AS $$
     )
 $$;
 
--- Work became ready in a fair queue (send): register its key, raise its head priority.
--- One statement per INSERT statement (a COPY of 100k rows runs it once). For an ordinary
--- queue the join with queues finds no fair row and nothing is written. Keys are upserted
--- in (queue, key) order so that concurrent multi-key sends lock rows in one order.
-CREATE FUNCTION fair_keys_sent() RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
+-- A key of a fair queue has work of this priority ready: register the key (its clock
+-- caught up to the queue's) or raise its head priority. The upsert writes no new row
+-- version when nothing changes (the common case: a key with a backlog), but it does lock
+-- the key's row until the caller commits, which is what keeps the claim's view of the
+-- key's head right (see fair_claim, step 3).
+CREATE FUNCTION fair_key_has_work(for_queue text, for_key text, priority smallint)
+RETURNS void
+LANGUAGE sql
 SET search_path FROM CURRENT
 AS $$
-BEGIN
     INSERT INTO fair_keys AS k (queue, key, head_priority, vtime)
-    SELECT i.queue, coalesce(i.key, ''), max(i.priority), fair_clock(i.queue)
-    FROM inserted AS i
-    JOIN queues AS s ON s.queue = i.queue AND s.fair
-    WHERE i.state = 'ready'
-    GROUP BY i.queue, coalesce(i.key, '')
-    ORDER BY 1, 2
+    VALUES (for_queue, for_key, priority, fair_clock(for_queue))
     ON CONFLICT (queue, key) DO UPDATE
     SET head_priority = greatest(k.head_priority, excluded.head_priority),
         vtime = CASE
             WHEN k.head_priority IS NULL THEN greatest(k.vtime, excluded.vtime)
             ELSE k.vtime
         END
-    -- No new row version when nothing changes (the common case: a key with backlog).
-    WHERE k.head_priority IS NULL OR k.head_priority < excluded.head_priority;
+    WHERE k.head_priority IS NULL OR k.head_priority < excluded.head_priority
+$$;
+
+-- Work became ready in a fair queue by send: once per INSERT or COPY statement (from its
+-- transition table), once per key. For an ordinary queue the join with queues finds no
+-- fair row and nothing is called. Keys go in (queue, key) order so that concurrent
+-- multi-key sends lock their rows in one order.
+CREATE FUNCTION fair_keys_sent() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    PERFORM fair_key_has_work(i.queue, coalesce(i.key, ''), max(i.priority))
+    FROM inserted AS i
+    JOIN queues AS s ON s.queue = i.queue AND s.fair
+    WHERE i.state = 'ready'
+    GROUP BY i.queue, coalesce(i.key, '')
+    ORDER BY i.queue, coalesce(i.key, '');
     RETURN NULL;
 END
 $$;
@@ -138,15 +150,7 @@ SET search_path FROM CURRENT
 AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM queues WHERE queue = NEW.queue AND fair) THEN
-        INSERT INTO fair_keys AS k (queue, key, head_priority, vtime)
-        VALUES (NEW.queue, coalesce(NEW.key, ''), NEW.priority, fair_clock(NEW.queue))
-        ON CONFLICT (queue, key) DO UPDATE
-        SET head_priority = greatest(k.head_priority, excluded.head_priority),
-            vtime = CASE
-                WHEN k.head_priority IS NULL THEN greatest(k.vtime, excluded.vtime)
-                ELSE k.vtime
-            END
-        WHERE k.head_priority IS NULL OR k.head_priority < excluded.head_priority;
+        PERFORM fair_key_has_work(NEW.queue, coalesce(NEW.key, ''), NEW.priority);
     END IF;
     RETURN NULL;
 END

@@ -273,7 +273,13 @@ def claim_plan(
     transaction of its own), to learn whether the claim can use its index at all.
     """
     params = {"queue": queue, "qty": 1, "min_priority": 1, "max_priority": 10}
-    explain = b"EXPLAIN (FORMAT JSON) " + q._q(candidate_select()).as_bytes(q.conn)
+    return _plan(q, candidate_select(), params, prefer_index=prefer_index)
+
+
+def _plan(
+    q: Queue, statement: LiteralString, params: dict[str, Any], *, prefer_index: bool
+) -> dict[str, Any]:
+    explain = b"EXPLAIN (FORMAT JSON) " + q._q(statement).as_bytes(q.conn)
     with translated(), q.conn.transaction():
         if prefer_index:
             q.conn.execute(ops_queries.PLANNER_PREFER_INDEX)
@@ -313,15 +319,7 @@ def _uses_ready_index(scans: list[dict[str, Any]]) -> bool:
 def fair_probe_plan(q: Queue, queue: str, *, prefer_index: bool = False) -> dict[str, Any]:
     """The plan (EXPLAIN, not executed) of the fair claim's probe of one key's head."""
     params = {"queue": queue, "key": "", "min_priority": 1, "max_priority": 10, "limit": 1}
-    explain = b"EXPLAIN (FORMAT JSON) " + q._q(fair_queries.FAIR_KEY_PROBE).as_bytes(q.conn)
-    with translated(), q.conn.transaction():
-        if prefer_index:
-            q.conn.execute(ops_queries.PLANNER_PREFER_INDEX)
-        row = q.conn.execute(explain, params).fetchone()
-    assert row is not None
-    doc = row[0] if not isinstance(row[0], str) else json.loads(row[0])
-    plan: dict[str, Any] = doc[0]["Plan"]
-    return plan
+    return _plan(q, fair_queries.FAIR_KEY_PROBE, params, prefer_index=prefer_index)
 
 
 def _probe_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:

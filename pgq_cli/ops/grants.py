@@ -77,6 +77,7 @@ OWNER_ONLY: dict[str, str] = {
     "fair_lease_ended": "trigger function",
     # Called by those trigger functions and by `pgq queue key` (the owner's command).
     "fair_clock": "helper of the fairness trigger functions",
+    "fair_key_has_work": "helper of the fairness trigger functions",
 }
 
 

@@ -245,7 +245,9 @@ BEGIN
         SELECT k.key
         FROM fair_keys AS k
         WHERE k.queue = for_queue
-          AND k.head_priority >= floor_priority
+          -- A band (--min/--max-priority, a paused band) serves the keys whose best
+          -- message is in it; a key with work above the band waits for a claim of that.
+          AND k.head_priority BETWEEN floor_priority AND max_priority
           AND (cap IS NULL OR k.inflight < cap)
         ORDER BY k.head_priority DESC, k.vtime, k.key
         LIMIT qty

@@ -193,6 +193,15 @@ def test_ordinary_queues_ignore_keys(q: Queue) -> None:
     assert [m.key for m in found] == ["B", "A", "B", None]
 
 
+def test_a_band_claim_serves_the_keys_whose_work_is_in_the_band(q: Queue) -> None:
+    _fair(q)
+    for key in ("A1", "A2", "A3", "A4"):  # first in turn order, but above the band
+        _send(q, key, 1, priority=9)
+    low = {m for key in ("B", "C") for m in _send(q, key, 2, priority=2)}
+    taken = q.claim(queue=Q, qty=4, vt=300, max_priority=3)
+    assert {m.msg_id for m in taken} == low
+
+
 def test_a_paused_fair_queue_yields_nothing(q: Queue) -> None:
     from pgq_cli.core import settings
 

@@ -186,11 +186,19 @@ def test_a_queue_turned_fair_behind_a_long_lived_queue_object(
     assert Counter(keys) == {"A": 2, "B": 2}
 
 
-def test_ordinary_queues_ignore_keys(q: Queue) -> None:
+def test_ordinary_queues_ignore_keys(q: Queue, conn: psycopg.Connection[Any]) -> None:
     ids = [q.send("{}", key=k) for k in ("B", "A", "B", None)]
+    q.send_many(["{}"] * 3, key="C")
     found = q.claim(qty=4)
     assert [m.msg_id for m in found] == ids
     assert [m.key for m in found] == ["B", "A", "B", None]
+    q.requeue([found[0].msg_id])
+    q.ack([m.msg_id for m in found[1:]])
+    # No bookkeeping for ordinary queues: no key rows, no counted leases.
+    assert conn.execute("SELECT count(*) FROM pgq.fair_keys").fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM pgq.messages WHERE lease_counted IS NOT NULL"
+    ).fetchone() == (0,)
 
 
 def test_a_band_claim_serves_the_keys_whose_work_is_in_the_band(q: Queue) -> None:

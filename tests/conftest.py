@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import fresh_database
 from psycopg import conninfo, sql
 from typer.testing import CliRunner
 
@@ -120,34 +121,16 @@ def template_db(pg_server: PgServer) -> Iterator[str]:
         admin.execute(drop.format(sql.Identifier(name)))
 
 
-def _fresh_database(pg_server: PgServer, template: str | None) -> Iterator[str]:
-    name = f"pgq_t_{uuid.uuid4().hex[:12]}"
-    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-    if template:
-        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template)
-        )
-    with _admin(pg_server) as admin:
-        admin.execute(create)
-    try:
-        yield pg_server.dsn_for(name)
-    finally:
-        with _admin(pg_server) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
 @pytest.fixture
 def db_dsn(pg_server: PgServer, template_db: str) -> Iterator[str]:
     """DSN of a fresh database with pgq migrated (schema "pgq")."""
-    yield from _fresh_database(pg_server, template_db)
+    yield from fresh_database(pg_server.admin_dsn, template_db)
 
 
 @pytest.fixture
 def empty_db_dsn(pg_server: PgServer) -> Iterator[str]:
     """DSN of a fresh database without the pgq schema."""
-    yield from _fresh_database(pg_server, None)
+    yield from fresh_database(pg_server.admin_dsn)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 from conftest import Cli
+from helpers import UNREACHABLE_DSN
 
 from pgq_cli.bench import runner as bench
 from pgq_cli.core.errors import PgqError
@@ -75,7 +76,7 @@ def test_bench_keep_leaves_the_scratch_schema_and_plain_output_is_a_table(
 
 def test_bench_refuses_bad_sizes_before_connecting(cli: Cli) -> None:
     for args in (("--inflight", "0,ten"), ("--qty", "0"), ("--consumers", "0")):
-        result = cli("bench", *args, env={"PGQ_DSN": "postgresql://nobody@127.0.0.1:1/x"})
+        result = cli("bench", *args, env={"PGQ_DSN": UNREACHABLE_DSN})
         assert result.exit_code == 2, (args, result.stderr)
         assert result.stderr.startswith("pgq: error: "), result.stderr
         assert result.stdout == ""
@@ -134,3 +135,22 @@ def test_a_failing_run_still_drops_its_scratch_schema(
         raise AssertionError("the run should have failed")
     assert _scratch_schemas(conn) == []
     assert all(c.closed for c in opened)
+
+
+def test_the_naive_table_gets_the_storage_parameters_the_migrations_gave_pgq(
+    conn: psycopg.Connection[Any],
+) -> None:
+    schema = bench.scratch_schema_name()
+    bench.create_scratch(conn, schema, naive=True)
+    try:
+        options = {
+            table: conn.execute(
+                "SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (f"{schema}.{table}",)
+            ).fetchone()
+            for table in ("messages", "naive_messages")
+        }
+    finally:
+        bench.drop_scratch(conn, schema)
+    real, naive = options["messages"], options["naive_messages"]
+    assert real is not None and "fillfactor=80" in real[0]  # as sql/0001 writes it
+    assert naive is not None and sorted(naive[0]) == sorted(real[0])

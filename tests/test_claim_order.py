@@ -1,4 +1,4 @@
-"""Claim order and visibility, against a real server: the contract of DESIGN.md.
+"""Claim order and visibility, against a real server: the contract of docs/design.md.
 
 Highest priority first, FIFO by msg_id within a priority, the same one at a time and as one
 batch; a leased message is invisible until its vt and then comes back (read_ct + 1, a new

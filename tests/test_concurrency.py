@@ -130,7 +130,7 @@ def test_racing_claimers_with_senders_acks_requeues_and_extends(db_dsn: str, q: 
 
 # ----------------------------------------------------------------------------- hostile plan
 
-# The tempting claim shape DESIGN.md forbids, kept here only to prove the test can see the
+# The tempting claim shape docs/design.md forbids, kept here only to prove the test can see the
 # failure it guards against.
 IN_SUBQUERY_CLAIM = """
 UPDATE {messages}

@@ -16,13 +16,13 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Cli
+from helpers import UNREACHABLE_DSN
 from psycopg import conninfo, sql
 
 from pgq_cli.core import migrate
 from pgq_cli.core.queue import Queue
 from pgq_cli.ops import doctor, grants
 
-UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
 CHECKS = ["schema", "indexes", "claim_plan", "vacuum", "bloat", "xmin_horizon", "expired_leases"]
 LATEST = migrate.available()[-1]
 
@@ -557,7 +557,7 @@ def test_problems_on_a_healthy_database_prints_nothing_but_a_warning_if_any(
 def test_json_plain_and_table_formats(cli: Cli) -> None:
     as_json = findings(cli("doctor", "--json"))
     assert all(list(f) == ["check", "severity", "summary", "fix"] for f in as_json)
-    assert all(f["severity"] in doctor.SEVERITIES for f in as_json)
+    assert all(f["severity"] in set(doctor.Severity) for f in as_json)
     plain = cli("doctor", "--format", "plain")
     assert plain.exit_code == 0
     assert [line.split("\t") for line in plain.stdout.splitlines()] == [
@@ -583,13 +583,13 @@ def test_json_plain_and_table_formats(cli: Cli) -> None:
     ],
 )
 def test_bad_input_exits_2_before_connecting(cli: Cli, args: tuple[str, ...]) -> None:
-    result = cli("doctor", *args, env={"PGQ_DSN": UNREACHABLE})
+    result = cli("doctor", *args, env={"PGQ_DSN": UNREACHABLE_DSN})
     assert result.exit_code == 2, result.stderr
     assert result.stderr.startswith("pgq: error: ")
     assert result.stdout == ""
 
 
 def test_good_input_with_unreachable_database_exits_69(cli: Cli) -> None:
-    result = cli("doctor", "--max-xact-age", "30s", env={"PGQ_DSN": UNREACHABLE})
+    result = cli("doctor", "--max-xact-age", "30s", env={"PGQ_DSN": UNREACHABLE_DSN})
     assert result.exit_code == 69, result.stderr
     assert result.stderr.startswith("pgq: error: could not connect")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,39 +13,11 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Cli, PgServer
-from psycopg import sql
+from helpers import UNREACHABLE_DSN, assert_failed, fresh_database
 from typer.testing import CliRunner
 
 from pgq_cli.cli.main import app
-from pgq_cli.core.errors import EXIT_CODE_MEANINGS, ExitCode
-
-# A closed port on this machine: refused at once, and connect_timeout bounds the rest.
-UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:9/postgres?connect_timeout=3"
-
-
-def assert_failed(result: Any, code: int) -> str:
-    """The documented failure shape; returns the one stderr line."""
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    assert result.stdout == "", result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("pgq: error: "), lines[0]
-    assert "Traceback" not in result.stderr
-    return str(lines[0])
-
-
-def _scratch_database(server: PgServer, template: str | None) -> Iterator[str]:
-    name = f"pgq_x_{uuid.uuid4().hex[:12]}"
-    template_sql: sql.Composable = sql.SQL("")
-    if template:
-        template_sql = sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-    with psycopg.connect(server.admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}{}").format(sql.Identifier(name), template_sql))
-    try:
-        yield server.dsn_for(name)
-    finally:
-        with psycopg.connect(server.admin_dsn, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+from pgq_cli.core.exitcodes import EXIT_CODE_MEANINGS, ExitCode
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +25,7 @@ def shared_dsn(pg_server: PgServer, template_db: str) -> Iterator[str]:
     """One migrated database with one message, shared by the many bad-input cases below:
     each case proves it left the database exactly as it found it, so sharing is safe and
     saves a database per case."""
-    for dsn in _scratch_database(pg_server, template_db):
+    for dsn in fresh_database(pg_server.admin_dsn, template_db):
         assert Cli(dsn)("send", '{"seed": 1}').exit_code == 0
         yield dsn
 
@@ -62,7 +33,7 @@ def shared_dsn(pg_server: PgServer, template_db: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def shared_empty_dsn(pg_server: PgServer) -> Iterator[str]:
     """One database without the pgq schema; each case checks nothing was created in it."""
-    yield from _scratch_database(pg_server, None)
+    yield from fresh_database(pg_server.admin_dsn)
 
 
 def count_messages(conn: psycopg.Connection[Any]) -> int:
@@ -322,7 +293,7 @@ def test_bad_dsn_is_exit_78_and_does_not_echo_it() -> None:
 
 
 def test_password_warning_only_for_a_dsn_on_the_command_line() -> None:
-    dsn = "postgresql://postgres:s3cret@127.0.0.1:9/postgres?connect_timeout=3"
+    dsn = "postgresql://postgres:s3cret@127.0.0.1:1/postgres?connect_timeout=3"
     from_env = Cli(dsn)("stats")
     assert_failed(from_env, 69)  # one line: no warning for PGQ_DSN
     typed = Cli("")("stats", "--dsn", dsn)

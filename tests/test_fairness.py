@@ -211,17 +211,15 @@ def test_a_band_claim_serves_the_keys_whose_work_is_in_the_band(q: Queue) -> Non
 
 
 def test_a_paused_fair_queue_yields_nothing(q: Queue) -> None:
-    from pgq_cli.core import settings
-
     _fair(q)
     _send(q, "A", 2, priority=3)
     _send(q, "B", 2, priority=8)
-    settings.pause(q, Q, below_priority=5)
+    q.pause(Q, below_priority=5)
     assert {m.key for m in q.claim(queue=Q, qty=10, vt=300)} == {"B"}
-    settings.pause(q, Q)
+    q.pause(Q)
     _send(q, "C", 1, priority=9)
     assert q.claim(queue=Q, vt=300) == []
-    settings.resume(q, Q)
+    q.resume(Q)
     assert [m.key for m in q.claim(queue=Q, vt=300)] == ["C"]
 
 

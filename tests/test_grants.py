@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Cli
+from helpers import UNREACHABLE_DSN
 from psycopg import conninfo, sql
 
 from pgq_cli.core.queue import Queue
@@ -38,7 +39,7 @@ CHANGING = ("send", "claim", "claim_wait", "ack", "requeue", "extend", "purge")
 
 def test_print_grants_needs_no_connection_and_matches_the_module(cli: Cli) -> None:
     result = cli("migrate", "--print-grants", "--schema", "jobs", "--role-prefix", "app",
-                 env={"PGQ_DSN": "postgresql://nobody@127.0.0.1:1/none"})
+                 env={"PGQ_DSN": UNREACHABLE_DSN})
     assert result.exit_code == 0, result.stderr
     assert result.stdout == grants.grant_sql("jobs", "app")
     assert 'REVOKE ALL ON SCHEMA "jobs" FROM PUBLIC' in result.stdout

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Cli
+from helpers import UNREACHABLE_DSN
 from test_prometheus import (
     AGE_SLACK,
     assert_dataset,
@@ -28,8 +29,6 @@ from pgq_cli.core.errors import InvalidInput
 from pgq_cli.core.queue import PriorityStats, Queue, QueueStats
 from pgq_cli.ops import estimate
 from pgq_cli.ops import thresholds as health
-
-UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:1/x?connect_timeout=3"
 
 # ----------------------------------------------------------------------------- --fail-if
 
@@ -388,7 +387,7 @@ def test_estimate_statements_seek_instead_of_scanning(
               "priorities": [p for _ in range(4) for p in range(1, 11)]}
     (plan,) = conn.execute(
         b"EXPLAIN (ANALYZE, FORMAT JSON) "
-        + q._q(getattr(ops_queries, statement)).as_bytes(conn), params
+        + q.compose(getattr(ops_queries, statement)).as_bytes(conn), params
     ).fetchone()  # type: ignore[misc]
     nodes = _plan_nodes(plan[0]["Plan"])
     discarded = sum(int(n.get("Rows Removed by Filter", 0)) * int(n.get("Actual Loops", 1))

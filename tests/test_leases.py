@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Cli
+from helpers import error_line
 
 from pgq_cli.core.errors import NotFound, StaleLease
 from pgq_cli.core.queue import Queue
@@ -42,14 +43,6 @@ def _stolen(q: Queue, conn: psycopg.Connection[Any]) -> tuple[int, str, str]:
     return msg_id, str(old.lease), str(new.lease)
 
 
-def _one_line_error(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("pgq: error: ")
-    assert "Traceback" not in stderr
-    return lines[0]
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -69,7 +62,7 @@ def test_cli_stale_lease_is_refused_with_exit_3_and_nothing_changes(
     result = cli(*args)
     assert result.exit_code == 3, result
     assert result.stdout == ""
-    line = _one_line_error(result.stderr)
+    line = error_line(result.stderr)
     assert "lease is not current" in line
     assert _row(conn, msg_id) == before
     assert before is not None and str(before[3]) == new
@@ -115,7 +108,7 @@ def test_ack_unknown_id_is_exit_3(cli: Cli, q: Queue, conn: psycopg.Connection[A
     q.send("{}")
     result = cli("ack", "987654")
     assert result.exit_code == 3
-    assert "no such message: 987654" in _one_line_error(result.stderr)
+    assert "no such message: 987654" in error_line(result.stderr)
     assert conn.execute("SELECT count(*) FROM pgq.messages").fetchone() == (1,)
     with pytest.raises(NotFound):
         q.ack([987654])
@@ -204,7 +197,7 @@ def test_extend_a_message_that_is_not_leased_is_exit_3(
     before = _row(conn, msg_id)
     result = cli("extend", str(msg_id), "--vt", "60")
     assert result.exit_code == 3
-    _one_line_error(result.stderr)
+    error_line(result.stderr)
     assert _row(conn, msg_id) == before
 
 
@@ -252,6 +245,6 @@ def test_malformed_lease_token_is_exit_2_before_sql(cli: Cli, q: Queue) -> None:
     q.claim()
     result = cli("ack", str(msg_id), "--lease", "not-a-uuid")
     assert result.exit_code == 2
-    assert "malformed lease token" in _one_line_error(result.stderr)
+    assert "malformed lease token" in error_line(result.stderr)
     with pytest.raises(StaleLease):
         q.ack([msg_id], lease=uuid.uuid4())

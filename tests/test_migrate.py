@@ -12,10 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Cli
+from helpers import UNREACHABLE_DSN
 
 from pgq_cli.core import migrate as migrator
 
-UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:9/postgres?connect_timeout=3"
 FILES = migrator.available()
 
 

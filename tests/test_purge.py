@@ -14,14 +14,13 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Cli
+from helpers import UNREACHABLE_DSN, assert_failed
 
 from pgq_cli.core.errors import InvalidInput
 from pgq_cli.core.queue import Queue
-from pgq_cli.ops import purge as purge_core
 
 # A closed port: a command that tries to connect exits 69, so an exit 2 with this DSN
 # proves the input was refused before any connection.
-UNREACHABLE_DSN = "postgresql://postgres@127.0.0.1:1/x?connect_timeout=3"
 
 
 def insert(
@@ -101,15 +100,6 @@ def purge_json(cli: Cli, *args: str) -> dict[str, Any]:
     assert len(lines) == 1, result.stdout
     data: dict[str, Any] = json.loads(lines[0])
     return data
-
-
-def one_error_line(result: Any, code: int = 2) -> str:
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("pgq: error: "), lines[0]
-    return str(lines[0])
 
 
 # ----------------------------------------------------------------------------- batches
@@ -278,7 +268,7 @@ def test_no_filter_is_refused_and_deletes_nothing(
     cli: Cli, conn: psycopg.Connection[Any]
 ) -> None:
     before = insert(conn, "jobs", 5)
-    line = one_error_line(cli("purge", "jobs"))
+    line = assert_failed(cli("purge", "jobs"), 2)
     assert "refusing to purge a whole queue without a filter" in line
     assert "--all" in line
     assert remaining(conn) == before
@@ -289,7 +279,7 @@ def test_all_with_a_filter_is_refused_and_deletes_nothing(
 ) -> None:
     before = insert(conn, "jobs", 5, state="dead")
     for extra in (["--state", "dead"], ["--older-than", "1s"]):
-        line = one_error_line(cli("purge", "jobs", "--all", *extra))
+        line = assert_failed(cli("purge", "jobs", "--all", *extra), 2)
         assert "cannot be combined with filters" in line
     assert remaining(conn) == before
 
@@ -309,13 +299,13 @@ def test_all_deletes_every_state_of_that_queue_only(
 def test_library_refuses_the_same_things(q: Queue, conn: psycopg.Connection[Any]) -> None:
     before = insert(conn, "jobs", 3)
     with pytest.raises(InvalidInput, match="without a filter"):
-        purge_core.purge(q, "jobs")
+        q.purge("jobs")
     with pytest.raises(InvalidInput, match="cannot be combined"):
-        purge_core.purge(q, "jobs", everything=True, states=["ready"])
+        q.purge("jobs", everything=True, states=["ready"])
     with pytest.raises(InvalidInput, match="batch must be"):
-        purge_core.purge(q, "jobs", everything=True, batch=0)
+        q.purge("jobs", everything=True, batch=0)
     with pytest.raises(InvalidInput, match="unknown state"):
-        purge_core.purge(q, "jobs", states=["gone"])
+        q.purge("jobs", states=["gone"])
     assert remaining(conn) == before
 
 
@@ -377,13 +367,13 @@ def test_max_runtime_budget_is_checked_after_every_batch(
 ) -> None:
     insert(conn, "jobs", 50)
     ticks = iter(range(0, 1000, 2))  # every look at the clock: two more seconds
-    result = purge_core.purge(
-        q, "jobs", everything=True, batch=10, max_runtime=5, clock=lambda: float(next(ticks))
+    result = q.purge(
+        "jobs", everything=True, batch=10, max_runtime=5, clock=lambda: float(next(ticks))
     )
     # Checked at 2 s and 4 s (go on), at 6 s (stop): three batches.
     assert (result.deleted, result.batches, result.stopped_early) == (30, (10, 10, 10), True)
     assert len(remaining(conn)) == 20
-    rest = purge_core.purge(q, "jobs", everything=True, batch=10, max_runtime=60)
+    rest = q.purge("jobs", everything=True, batch=10, max_runtime=60)
     assert (rest.deleted, rest.batches, rest.stopped_early) == (20, (10, 10), False)
     assert remaining(conn) == []
 
@@ -408,9 +398,9 @@ def test_max_runtime_budget_is_checked_after_every_batch(
     ],
 )
 def test_bad_input_exits_2_before_connecting(args: list[str], says: str) -> None:
-    line = one_error_line(Cli(UNREACHABLE_DSN)("purge", *args))
+    line = assert_failed(Cli(UNREACHABLE_DSN)("purge", *args), 2)
     assert says in line
 
 
 def test_unreachable_database_is_69_so_the_exit_2_above_is_meaningful() -> None:
-    one_error_line(Cli(UNREACHABLE_DSN)("purge", "jobs", "--all"), 69)
+    assert_failed(Cli(UNREACHABLE_DSN)("purge", "jobs", "--all"), 69)

@@ -10,13 +10,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from helpers import UNREACHABLE_DSN
 
 from pgq_cli.cli import completion
 from pgq_cli.cli.completion import complete_queue
-from pgq_cli.core import settings
 from pgq_cli.core.queue import Queue
-
-UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"
 
 
 def ctx(**params: Any) -> Any:
@@ -30,8 +28,8 @@ def named_queues(q: Queue) -> list[str]:
     (held,) = q.claim(queue="orders") or [None]
     assert held is not None  # 'orders' now has only a leased message
     q.send("3", queue="other")
-    settings.configure(q, "outbox", max_deliveries=1)  # settings only
-    settings.configure(q, "poison", max_deliveries=1)
+    q.configure("outbox", max_deliveries=1)  # settings only
+    q.configure("poison", max_deliveries=1)
     q.send("4", queue="poison")
     q.requeue([q.claim(queue="poison")[0].msg_id])  # only a dead letter
     return ["orders", "orders.eu", "other", "outbox", "poison"]
@@ -60,7 +58,7 @@ def test_callback_reads_the_dsn_from_the_environment(
 @pytest.mark.parametrize(
     "params",
     [
-        {"dsn": UNREACHABLE},
+        {"dsn": UNREACHABLE_DSN},
         {"dsn": "not a dsn === at all"},
         {"dsn": "postgresql://127.0.0.1:5432/x?sslmode=bogus"},
     ],
@@ -94,7 +92,7 @@ def test_callback_gives_up_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(completion.psycopg, "connect", hang)
     monkeypatch.setattr(completion, "DEADLINE_S", 0.5)
     started = time.monotonic()
-    assert complete_queue(ctx(dsn=UNREACHABLE), "") == []
+    assert complete_queue(ctx(dsn=UNREACHABLE_DSN), "") == []
     assert time.monotonic() - started < 5
 
 
@@ -137,7 +135,7 @@ def test_bash_completion_offers_queue_names(
 
 def test_bash_completion_with_unreachable_server_is_quiet_and_quick(pgq_bin: str) -> None:
     started = time.monotonic()
-    result = complete_in_subprocess(pgq_bin, UNREACHABLE, "pgq", "claim", "-q", "")
+    result = complete_in_subprocess(pgq_bin, UNREACHABLE_DSN, "pgq", "claim", "-q", "")
     assert result.returncode == 0
     assert result.stdout.strip() == ""
     assert result.stderr == ""

@@ -21,11 +21,11 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Cli
+from helpers import UNREACHABLE_DSN
 
 from pgq_cli.core.queue import Queue
 from pgq_cli.ops import watch
 
-UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
 # The columns of `pgq stats`, which the plain (pipe) frame repeats under its summary line.
 HEADER = "\t".join(
     ("queue", "priority", "ready", "leased", "expired", "delayed", "dead", "oldest_ready_s",
@@ -356,7 +356,7 @@ def test_ctrl_c_on_a_terminal_exits_0_without_a_traceback(
 )
 def test_bad_input_exits_2_before_connecting(cli: Cli, args: tuple[str, ...]) -> None:
     result = cli("watch", "--once" if "--iterations" not in args else "--json", *args,
-                 env={"PGQ_DSN": UNREACHABLE})
+                 env={"PGQ_DSN": UNREACHABLE_DSN})
     assert result.exit_code == 2, result.stderr
     assert result.stderr.startswith("pgq: error: ")
     assert result.stdout == ""
@@ -364,7 +364,7 @@ def test_bad_input_exits_2_before_connecting(cli: Cli, args: tuple[str, ...]) ->
 
 def test_good_input_with_unreachable_database_exits_69(cli: Cli) -> None:
     # The control for the test above: this DSN does fail, later, with its own code.
-    result = cli("watch", "--once", "--interval", "0.5", env={"PGQ_DSN": UNREACHABLE})
+    result = cli("watch", "--once", "--interval", "0.5", env={"PGQ_DSN": UNREACHABLE_DSN})
     assert result.exit_code == 69, result.stderr
     assert result.stderr.startswith("pgq: error: could not connect")
 

@@ -14,7 +14,7 @@ from typing import Any, LiteralString
 import psycopg
 
 from ..core import fair_queries, fairness
-from ..core.queue import MAX_PRIORITY, MIN_PRIORITY
+from ..core.checks import MAX_PRIORITY, MIN_PRIORITY
 from . import schema as bench_sql
 from .runner import BENCH_VT_S, PgqDesign, _explain
 

@@ -7,9 +7,10 @@ counting over-claims (a claim that returned more than qty rows) and duplicate le
 message handed out again while an earlier lease of it was still live).
 
 The pgq side calls the public `Queue.claim`/`Queue.ack`, so the numbers are those of the
-code users run. The naive side (`compare_naive`) is the vt-filter design of DESIGN.md, in
-`bench_sql`. It never prints and never imports Typer or rich; progress is a callback.
-It never touches a real queue: everything lives in the scratch schema.
+code users run. The naive side (`compare_naive`) is the vt-filter design described in
+docs/design.md, with its SQL in `pgq_cli/bench/schema.py`. It never prints and never
+imports Typer or rich; progress is a callback. It never touches a real queue: everything
+lives in the scratch schema.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from psycopg import sql
 
 from ..core import migrate as migrator
 from ..core import queries
-from ..core.errors import NothingDone, PgqError, translated
-from ..core.queue import MAX_PRIORITY, MIN_PRIORITY, Queue
+from ..core.checks import MAX_PRIORITY, MIN_PRIORITY
+from ..core.errors import NothingDone, PgqError
+from ..core.queue import Queue
+from ..core.translate import translated
 from . import schema as bench_sql
 
 DEFAULT_INFLIGHT = (0, 10_000, 100_000, 1_000_000)
@@ -319,7 +322,7 @@ class PgqDesign(Design):
 
 
 class NaiveDesign(Design):
-    """The vt-filter design of DESIGN.md (bench_sql.NAIVE_*)."""
+    """The vt-filter design of docs/design.md (bench_sql.NAIVE_*)."""
 
     name = "naive"
 
@@ -479,13 +482,23 @@ def scratch_schema_name() -> str:
 
 
 def create_scratch(conn: psycopg.Connection[Any], schema: str, *, naive: bool) -> None:
-    """Migrate a fresh scratch schema with the real migrator (and the naive table)."""
+    """Migrate a fresh scratch schema with the real migrator (and the naive table, with the
+    storage parameters the migrations gave the real one)."""
     migrator.migrate(conn, schema)
     if naive:
         design = NaiveDesign(schema)
         with translated(), conn.transaction():
             conn.execute(design.q(bench_sql.CREATE_NAIVE))
             conn.execute(design.q(bench_sql.CREATE_NAIVE_INDEX))
+            real = {"table": f"{schema}.messages"}
+            for name, value in conn.execute(bench_sql.STORAGE_PARAMETERS, real).fetchall():
+                conn.execute(
+                    sql.SQL(bench_sql.SET_STORAGE_PARAMETER).format(
+                        naive=sql.Identifier(*design.table().split(".")),
+                        name=sql.Identifier(name),
+                        value=sql.Literal(value),
+                    )
+                )
 
 
 def drop_scratch(conn: psycopg.Connection[Any], schema: str) -> None:

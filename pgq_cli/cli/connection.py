@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..core import connect
-from ..core.queue import DEFAULT_SCHEMA, Queue
+from ..core.checks import DEFAULT_SCHEMA
+from ..core.queue import Queue
 from .boundary import boundary, say, state
 
 

@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from ..core import queue as core
-from ..core import waiting
+from ..core import checks
+from ..core.checks import Envelope
 from ..core.connect import DEFAULT_STATEMENT_TIMEOUT_MS
 from ..core.durations import parse_duration
 from ..core.errors import BadPayload, EmptyClaim, InvalidInput, NothingDone
@@ -64,11 +64,11 @@ ENVELOPE_FIELDS = ("payload", "key", "priority", "delay")
 
 def _envelope(
     text: str, number: int, *, priority: int, delay: float, key: str | None
-) -> core.Envelope:
+) -> Envelope:
     """One `--envelope` line: {"payload": …, "key": …, "priority": …, "delay": …}; the
     options give what a line leaves out. Checked as fully as a plain line."""
     where = f"line {number}"
-    core.check_payload(text, where=where)
+    checks.check_payload(text, where=where)
     line = json.loads(text)
     if not isinstance(line, dict) or "payload" not in line:
         raise BadPayload(
@@ -79,21 +79,23 @@ def _envelope(
     if unknown:
         raise BadPayload(f"{where}: unknown envelope field {unknown[0]!r}",
                          hint=f"use {', '.join(ENVELOPE_FIELDS)}")
-    envelope = core.Envelope(
-        payload=json.dumps(line["payload"], ensure_ascii=False),
+    envelope = Envelope(
+        payload=checks.check_payload(json.dumps(line["payload"], ensure_ascii=False)),
         key=line.get("key", key),
         priority=line.get("priority", priority),
         delay=line.get("delay", delay),
     )
     try:
         if envelope.key is not None:
-            core.check_key(envelope.key)
-        core.check_priority(envelope.priority)
+            checks.check_key(envelope.key)
+        checks.check_priority(envelope.priority)
         if isinstance(envelope.delay, bool) or not isinstance(envelope.delay, int | float):
-            raise InvalidInput(f"delay must be a number of seconds, not {envelope.delay!r}")
-        core.check_seconds(envelope.delay, "delay")
+            raise InvalidInput(
+                f"delay must be a number of seconds, not {envelope.delay!r}", params=("delay",)
+            )
+        checks.check_seconds(envelope.delay, "delay")
     except InvalidInput as exc:
-        raise InvalidInput(f"{where}: {exc.message}", hint=exc.hint) from None
+        raise InvalidInput(f"{where}: {exc.message}", hint=exc.hint, params=exc.params) from None
     return envelope
 
 
@@ -103,8 +105,8 @@ def send(
         str | None,
         typer.Argument(help="JSON payload; '-' reads one payload from stdin.", show_default=False),
     ] = None,
-    queue: QueueOpt = core.DEFAULT_QUEUE,
-    priority: PriorityOpt = core.DEFAULT_PRIORITY,
+    queue: QueueOpt = checks.DEFAULT_QUEUE,
+    priority: PriorityOpt = checks.DEFAULT_PRIORITY,
     delay: Annotated[
         float, typer.Option("--delay", help="Seconds before it can be claimed.")
     ] = 0.0,
@@ -126,7 +128,7 @@ def send(
         ),
     ] = False,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
     """Send messages; print their msg ids. Priority 10 is most urgent.
@@ -135,31 +137,32 @@ def send(
     `pgq queue config Q --fair` rotates its claims across keys.
     """
     fmt = render.resolve_format(Format.plain, json_out)
-    envelopes: list[core.Envelope] = []
+    envelopes: list[Envelope] = []
     with boundary():
-        core.check_queue(queue)
-        core.check_priority(priority)
-        core.check_seconds(delay, "delay")
+        checks.check_queue(queue)
+        checks.check_priority(priority)
+        checks.check_seconds(delay, "delay")
         if key is not None:
-            core.check_key(key)
+            checks.check_key(key)
         if (payload is None) == (file is None):
             raise InvalidInput("give one PAYLOAD or --file", hint="see 'pgq send --help'")
         if envelope and file is None:
             raise InvalidInput("--envelope goes with --file")
         if file is not None:
-            payloads, line_numbers = _read_ndjson(file)
-            for text, number in zip(payloads, line_numbers, strict=True):
+            lines, line_numbers = _read_ndjson(file)
+            # Checked once here, before connecting; send_envelopes sees them checked.
+            for text, number in zip(lines, line_numbers, strict=True):
                 if envelope:
                     envelopes.append(
                         _envelope(text, number, priority=priority, delay=delay, key=key)
                     )
                 else:
-                    core.check_payload(text, where=f"line {number}")
-                    envelopes.append(core.Envelope(text, key, priority, delay))
+                    checked = checks.check_payload(text, where=f"line {number}")
+                    envelopes.append(Envelope(checked, key, priority, delay))
         else:
             assert payload is not None
             text = sys.stdin.read() if payload == "-" else payload
-            payloads = [core.check_payload(text.strip() if payload == "-" else text)]
+            payloads = [checks.check_payload(text.strip() if payload == "-" else text)]
     with session("send", dsn, schema) as q:
         if file is not None:
             ids = q.send_envelopes(envelopes, queue=queue)
@@ -170,17 +173,17 @@ def send(
 
 @commands.command()
 def claim(
-    queue: QueueOpt = core.DEFAULT_QUEUE,
+    queue: QueueOpt = checks.DEFAULT_QUEUE,
     qty: Annotated[int, typer.Option("--qty", "-n", help="At most this many messages.")] = 1,
     vt: Annotated[
         float, typer.Option("--vt", help="Lease (visibility timeout) in seconds.")
-    ] = core.DEFAULT_VT_S,
+    ] = checks.DEFAULT_VT_S,
     min_priority: Annotated[
         int, typer.Option("--min-priority", help="Only claim priority >= this.")
-    ] = core.MIN_PRIORITY,
+    ] = checks.MIN_PRIORITY,
     max_priority: Annotated[
         int, typer.Option("--max-priority", help="Only claim priority <= this.")
-    ] = core.MAX_PRIORITY,
+    ] = checks.MAX_PRIORITY,
     fail_if_empty: Annotated[
         bool, typer.Option("--fail-if-empty", help="Exit 3 when nothing was claimed.")
     ] = False,
@@ -193,7 +196,7 @@ def claim(
         ),
     ] = 0.0,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
     statement_timeout: StatementTimeoutOpt = DEFAULT_STATEMENT_TIMEOUT_MS,
@@ -206,20 +209,15 @@ def claim(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
-        core.check_qty(qty)
-        core.check_seconds(vt, "vt", allow_zero=False)
-        core.check_priority(min_priority)
-        core.check_priority(max_priority)
-        if min_priority > max_priority:
-            raise InvalidInput("--min-priority is above --max-priority")
-        waiting.check_wait(wait)
+        checks.check_queue(queue)
+        checks.check_qty(qty)
+        checks.check_seconds(vt, "vt", allow_zero=False)
+        checks.check_priority_range(min_priority, max_priority)
+        checks.check_wait(wait)
     with session("claim", dsn, schema, statement_timeout_ms=statement_timeout) as q:
         bounds = {"min_priority": min_priority, "max_priority": max_priority}
-        if wait > 0:
-            found = waiting.claim_wait(q, wait=wait, queue=queue, qty=qty, vt=vt, **bounds)
-        else:
-            found = q.claim(queue=queue, qty=qty, vt=vt, **bounds)
+        until = wait if wait > 0 else None
+        found = q.claim(queue=queue, qty=qty, vt=vt, **bounds, wait=until)
         if not found and fail_if_empty:
             raise EmptyClaim(f"queue {queue!r} had nothing ready to claim")
         render.messages(found, fmt, title=f"claimed from {queue}")
@@ -227,7 +225,7 @@ def claim(
 
 @commands.command()
 def peek(
-    queue: QueueOpt = core.DEFAULT_QUEUE,
+    queue: QueueOpt = checks.DEFAULT_QUEUE,
     limit: Annotated[int, typer.Option("--limit", "-l", help="At most this many.")] = 10,
     state: Annotated[
         str,
@@ -242,20 +240,18 @@ def peek(
         ),
     ] = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """Show messages in claim order without claiming them or touching any lease."""
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
+        checks.check_queue(queue)
+        checks.check_peek_state(state)
+        checks.check_qty(limit, "limit")
         if key is not None:
-            core.check_key(key)
-        if state not in (*core.STATES, "all"):
-            raise InvalidInput(f"unknown state {state!r}", hint="use " + " | ".join(core.STATES))
-        if not 1 <= limit <= core.MAX_QTY:
-            raise InvalidInput(f"limit must be 1..{core.MAX_QTY}, not {limit}")
+            checks.check_key(key)
     with session("peek", dsn, schema) as q:
         found = q.peek(queue=queue, limit=limit, state=state, key=key)
         render.messages(found, fmt, title=queue)
@@ -269,14 +265,14 @@ def ack(
     msg_ids: MsgIdsArg,
     lease: LeaseOpt = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
     """Acknowledge (delete) messages. Exit 3 if an id is unknown or its lease is stale."""
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
-        core.check_ids(msg_ids)
-        core.check_lease(lease)
+        checks.check_ids(msg_ids)
+        checks.check_lease(lease)
     with session("ack", dsn, schema) as q:
         try:
             acked = q.ack(msg_ids, lease=lease)
@@ -326,7 +322,7 @@ def requeue(
         bool, typer.Option("--all", help="With --dead: every dead letter, no filter needed.")
     ] = False,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
     """Give messages back to the queue (read_ct is kept), now or after --delay.
@@ -339,11 +335,11 @@ def requeue(
         if [bool(msg_ids), expired, dead].count(True) != 1:
             raise InvalidInput("give MSG_IDs, --expired or --dead")
         if queue is not None:
-            core.check_queue(queue)
+            checks.check_queue(queue)
         if msg_ids:
-            core.check_ids(msg_ids)
-            core.check_lease(lease)
-            core.check_seconds(delay, "delay")
+            checks.check_ids(msg_ids)
+            checks.check_lease(lease)
+            checks.check_seconds(delay, "delay")
         age = _check_redrive(dead, older_than, limit, all_dead, has_queue=queue is not None)
     with session("requeue", dsn, schema) as q:
         if expired:
@@ -382,7 +378,7 @@ def _check_redrive(
         raise InvalidInput(f"--limit must be >= 1, not {limit}")
     age = None if older_than is None else parse_duration(older_than, "--older-than")
     if age is not None:
-        core.check_age(age)
+        checks.check_age(age)
     if not (all_dead or has_queue or age is not None or limit is not None):
         raise InvalidInput(
             "refusing to redrive every dead letter of every queue",
@@ -397,15 +393,15 @@ def extend(
     vt: Annotated[float, typer.Option("--vt", help="New lease: this many seconds from now.")],
     lease: LeaseOpt = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """Extend a lease you hold (a heartbeat for long work). Exit 3 if it is not current."""
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_ids([msg_id])
-        core.check_lease(lease)
-        core.check_seconds(vt, "vt", allow_zero=False)
+        checks.check_ids([msg_id])
+        checks.check_lease(lease)
+        checks.check_seconds(vt, "vt", allow_zero=False)
     with session("extend", dsn, schema) as q:
         render.messages([q.extend(msg_id, vt=vt, lease=lease)], fmt)

@@ -11,11 +11,12 @@ from typing import Annotated
 
 import typer
 
+from ..core import purge as purge_core
+from ..core.checks import DEFAULT_QUEUE, DEFAULT_SCHEMA, check_queue
 from ..core.durations import parse_duration
-from ..core.errors import ExitCode, InvalidInput
-from ..core.queue import DEFAULT_QUEUE, DEFAULT_SCHEMA, check_queue
+from ..core.errors import InvalidInput
+from ..core.exitcodes import ExitCode
 from ..ops import doctor as doctor_core
-from ..ops import purge as purge_core
 from ..ops import watch as watch_core
 from . import output as render
 from .boundary import boundary, say
@@ -79,13 +80,10 @@ def purge(
         runtime = (
             parse_duration(max_runtime, "--max-runtime") if max_runtime is not None else None
         )
-        if runtime is not None and runtime <= 0:
-            raise InvalidInput("--max-runtime must be more than 0")
         # The library's own checks, before connecting: exit 2 even with the database down.
         states = purge_core.check_request(queue, state or [], age, everything, batch, runtime)
     with session("purge", dsn, schema, statement_timeout_ms=statement_timeout) as q:
-        result = purge_core.purge(
-            q,
+        result = q.purge(
             queue,
             states=states or (),
             older_than=age,

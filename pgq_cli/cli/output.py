@@ -31,10 +31,11 @@ from rich.text import Text
 from tabulate import tabulate
 
 from ..bench.runner import BenchResult, ProgressCallback
+from ..core.checks import MAX_PRIORITY
 from ..core.migrate import MigrationStatus
-from ..core.queue import MAX_PRIORITY, Message, QueueStats
+from ..core.queue import Message, QueueStats
+from ..core.states import EFFECTIVE_STATES
 from ..ops.doctor import Finding
-from ..ops.watch import STATES as WATCH_STATES
 from ..ops.watch import Frame
 
 # stderr is talk: status lines, warnings, errors. Never data. Only the error boundary
@@ -264,6 +265,16 @@ FAIRNESS_HEADERS = ("fair", "max_inflight_per_key")
 KEY_HEADERS = ("queue", "key", "weight", "inflight")
 
 
+BY_KEY_HEADERS = ("key", "ready", "leased", "delayed")
+
+
+def key_depths(found: Sequence[dict[str, Any]], fmt: Format, *, queue: str) -> None:
+    """`pgq stats --by-key`: one key per row (no key: a blank cell, null in JSON)."""
+    if fmt is not Format.json:
+        found = [{**r, "key": "" if r["key"] is None else r["key"]} for r in found]
+    records(found, BY_KEY_HEADERS, fmt, title=f"pgq stats --by-key {queue}")
+
+
 def key_weight(obj: dict[str, Any], fmt: Format) -> None:
     """`pgq queue key`: one key's weight and live leases."""
     row = {k: _cell(v) for k, v in obj.items()}
@@ -348,7 +359,7 @@ def watch_view(
     )
     table.add_column("queue")
     table.add_column("prio", justify="right")
-    for state in WATCH_STATES:
+    for state in EFFECTIVE_STATES:
         table.add_column(state, justify="right")
     table.add_column("oldest", justify="right")
     table.add_column("paused")
@@ -359,7 +370,7 @@ def watch_view(
         table.add_row(
             r.queue,
             str(r.priority),
-            *(f"{getattr(r, s):,}" for s in WATCH_STATES),
+            *(f"{getattr(r, s):,}" for s in EFFECTIVE_STATES),
             _age_with_unit(r.oldest_ready_age_s),
             "yes" if r.paused else "",
             Text(bar, style="green"),

@@ -10,9 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ..core import fairness
-from ..core import queue as core
-from ..core import settings as core_settings
+from ..core import checks, fairness
 from ..core.errors import InvalidInput
 from . import output as render
 from .boundary import boundary, say
@@ -34,14 +32,14 @@ commands.add_typer(queue_app)
 @commands.command()
 def queues(
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """List queues (with messages or settings): max deliveries, pause, depth by state."""
     fmt = render.resolve_format(fmt, json_out)
     with session("queues", dsn, schema) as q:
-        found = [info.to_json() for info in core_settings.list_queues(q)]
+        found = [info.to_json() for info in q.queues()]
     render.queue_list(found, fmt)
 
 
@@ -79,7 +77,7 @@ def config(
         bool, typer.Option("--no-max-inflight", help="Remove the per-key cap.")
     ] = False,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
@@ -96,18 +94,18 @@ def config(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
+        checks.check_queue(queue)
         if max_deliveries is not None and unlimited:
             raise InvalidInput("give --max-deliveries or --unlimited, not both")
-        core_settings.check_max_deliveries(max_deliveries)
+        checks.check_max_deliveries(max_deliveries)
         if max_inflight_per_key is not None and no_max_inflight:
             raise InvalidInput("give --max-inflight-per-key or --no-max-inflight, not both")
-        fairness.check_max_inflight(max_inflight_per_key)
+        checks.check_max_inflight(max_inflight_per_key)
     set_cap = max_inflight_per_key is not None or no_max_inflight
     with session("queue config", dsn, schema) as q:
         moved: dict[str, object] = {}
         if max_deliveries is not None or unlimited:
-            result = core_settings.configure(q, queue, max_deliveries=max_deliveries)
+            result = q.configure(queue, max_deliveries=max_deliveries)
             moved = {"moved_to_dead": result.moved_to_dead}
             if result.moved_to_dead:
                 say(
@@ -122,11 +120,7 @@ def config(
                 max_inflight_per_key=max_inflight_per_key,
                 set_max_inflight=set_cap,
             )
-        shown = {
-            **core_settings.get(q, queue).to_json(),
-            **fairness.get(q, queue).to_json(),
-            **moved,
-        }
+        shown = {**q.settings(queue).to_json(), **fairness.get(q, queue).to_json(), **moved}
         render.queue_settings(shown, fmt, extra=(*render.FAIRNESS_HEADERS, *moved))
 
 
@@ -148,7 +142,7 @@ def key_weight(
         ),
     ] = 1.0,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
@@ -158,9 +152,9 @@ def key_weight(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
+        checks.check_queue(queue)
         if key is not None:
-            core.check_key(key)
-        fairness.check_weight(weight)
+            checks.check_key(key)
+        checks.check_weight(weight)
     with session("queue key", dsn, schema) as q:
         render.key_weight(fairness.set_weight(q, queue, key, weight).to_json(), fmt)

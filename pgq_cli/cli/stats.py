@@ -14,9 +14,9 @@ from typing import Annotated
 
 import typer
 
-from ..core import fairness
-from ..core import queue as core
-from ..core.errors import ExitCode, InvalidInput
+from ..core import checks, fairness
+from ..core.errors import InvalidInput
+from ..core.exitcodes import ExitCode
 from ..core.queue import Queue
 from ..ops import estimate as estimate_core
 from ..ops import prometheus
@@ -28,7 +28,6 @@ from .options import DsnOpt, JsonOpt, SchemaOpt
 from .output import Format
 
 DEFAULT_TEXTFILE_NAME = prometheus.DEFAULT_FILENAME
-BY_KEY_HEADERS = ("key", "ready", "leased", "delayed")
 
 # Registered by `main.build_app`, in the order `pgq --help` lists them.
 commands = typer.Typer()
@@ -163,7 +162,7 @@ def stats(
         str | None, typer.Option("--queue", "-q", help="Only this queue.")
     ] = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: StatsFormatOpt = StatsFormat.auto,
     textfile_dir: TextfileDirOpt = None,
@@ -180,7 +179,7 @@ def stats(
     ] = False,
     top: Annotated[
         int, typer.Option("--top", help="With --by-key: this many keys.")
-    ] = fairness.DEFAULT_TOP_KEYS,
+    ] = checks.DEFAULT_TOP_KEYS,
 ) -> None:
     """Messages per queue and priority by state (priority 10 is most urgent, claimed first).
 
@@ -190,8 +189,8 @@ def stats(
     plan = stats_plan(fmt, json_out, textfile_dir, textfile_name, fail_if)
     with boundary():
         if queue is not None:
-            core.check_queue(queue)
-        fairness.check_top_keys(top)
+            checks.check_queue(queue)
+        checks.check_top_keys(top)
         if by_key:
             if queue is None:
                 raise InvalidInput("--by-key needs --queue")
@@ -203,10 +202,7 @@ def stats(
         assert queue is not None and plan.fmt is not None
         with session("stats", dsn, schema) as q:
             depths = fairness.depth_by_key(q, queue, top=top)
-        rows = [d.to_json() for d in depths]
-        if plan.fmt is not Format.json:
-            rows = [{**r, "key": "" if r["key"] is None else r["key"]} for r in rows]
-        render.records(rows, BY_KEY_HEADERS, plan.fmt, title=f"pgq stats --by-key {queue}")
+        render.key_depths([d.to_json() for d in depths], plan.fmt, queue=queue)
         return
     with session("stats", dsn, schema) as q:
         stats_emit(q, plan, queue=queue, estimate=estimate, schema=schema)

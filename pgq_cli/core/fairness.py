@@ -5,7 +5,7 @@ raises the `errors.PgqError` family. Never prints, never imports Typer or rich.
 
 The claim itself is `Queue.claim`, which sends a fair queue's claims to the migration's
 `fair_claim` function; docs/fairness.md explains the design. The checks of a key, a
-weight and a cap live here, and the CLI calls them before connecting.
+weight, a cap and a top-N are in `checks`, which the CLI runs before connecting.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from . import fair_queries
-from .errors import InvalidInput, translated
-from .queue import Queue, check_key, check_queue
-
-MAX_WEIGHT = 1000.0  # the database CHECKs the same (fair_keys_weight_range)
-MAX_INFLIGHT_CAP = 1_000_000
-DEFAULT_TOP_KEYS = 20
-MAX_TOP_KEYS = 10_000
+from .checks import (
+    DEFAULT_TOP_KEYS,
+    check_key,
+    check_max_inflight,
+    check_queue,
+    check_top_keys,
+    check_weight,
+)
+from .queue import Queue
+from .translate import translated
 
 
 @dataclass(frozen=True)
@@ -82,39 +85,11 @@ class KeyBreakdown:
     other: KeyDepth | None  # the keys beyond the top, summed (key None); None: no rest
 
 
-def check_weight(weight: float) -> float:
-    if weight != weight or not 0 < weight <= MAX_WEIGHT:
-        raise InvalidInput(
-            f"weight must be a number above 0 and at most {MAX_WEIGHT:g}, not {weight!r}",
-            hint="weight 2 gets twice the claims of weight 1 while both have work",
-        )
-    return float(weight)
-
-
-def check_max_inflight(value: int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInput(
-            f"max in-flight per key must be a whole number >= 1, not {value!r}",
-            hint="or --no-max-inflight to remove the cap",
-        )
-    if value > MAX_INFLIGHT_CAP:
-        raise InvalidInput(f"max in-flight per key must be at most {MAX_INFLIGHT_CAP}")
-    return value
-
-
-def check_top_keys(value: int) -> int:
-    if not 1 <= value <= MAX_TOP_KEYS:
-        raise InvalidInput(f"--top must be 1..{MAX_TOP_KEYS}, not {value}")
-    return value
-
-
 def get(q: Queue, queue: str) -> FairnessSettings:
     """The queue's fairness settings (off, no cap when it has none). Read-only."""
     check_queue(queue)
     with translated(), q.conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(q._q(fair_queries.GET_FAIRNESS), {"queue": queue}).fetchone()
+        row = cur.execute(q.compose(fair_queries.GET_FAIRNESS), {"queue": queue}).fetchone()
     if row is None:
         return FairnessSettings(queue, False, None)
     return FairnessSettings(row["queue"], bool(row["fair"]), row["max_inflight_per_key"])
@@ -145,11 +120,11 @@ def configure(
         "set_cap": set_max_inflight,
     }
     with translated(), q.conn.transaction(), q.conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(q._q(fair_queries.CONFIGURE_FAIRNESS), params).fetchone()
+        row = cur.execute(q.compose(fair_queries.CONFIGURE_FAIRNESS), params).fetchone()
         assert row is not None
         if fair:
-            cur.execute(q._q(fair_queries.FORGET_HEADS), params)
-            cur.execute(q._q(fair_queries.REGISTER_READY_KEYS), params)
+            cur.execute(q.compose(fair_queries.FORGET_HEADS), params)
+            cur.execute(q.compose(fair_queries.REGISTER_READY_KEYS), params)
     q.forget_fairness(queue)
     return FairnessSettings(row["queue"], bool(row["fair"]), row["max_inflight_per_key"])
 
@@ -165,7 +140,7 @@ def set_weight(q: Queue, queue: str, key: str | None, weight: float) -> KeyWeigh
         check_key(key)
     params = {"queue": queue, "key": key or "", "weight": check_weight(weight)}
     with translated(), q.conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(q._q(fair_queries.SET_KEY_WEIGHT), params).fetchone()
+        row = cur.execute(q.compose(fair_queries.SET_KEY_WEIGHT), params).fetchone()
     assert row is not None
     return KeyWeight(row["queue"], row["key"] or None, float(row["weight"]), int(row["inflight"]))
 
@@ -179,7 +154,7 @@ def depth_by_key(q: Queue, queue: str, *, top: int = DEFAULT_TOP_KEYS) -> list[K
     check_top_keys(top)
     with translated(), q.conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            q._q(fair_queries.STATS_BY_KEY), {"queue": queue, "limit": top}
+            q.compose(fair_queries.STATS_BY_KEY), {"queue": queue, "limit": top}
         ).fetchall()
     return [
         KeyDepth(r["key"], int(r["ready"]), int(r["leased"]), int(r["delayed"])) for r in rows
@@ -196,7 +171,7 @@ def key_breakdown(
         check_queue(queue)
     check_top_keys(top)
     with translated(), q.conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(q._q(fair_queries.FAIR_QUEUES_BY_KEY), {"queue": queue}).fetchall()
+        rows = cur.execute(q.compose(fair_queries.FAIR_QUEUES_BY_KEY), {"queue": queue}).fetchall()
     per_queue: dict[str, list[KeyDepth]] = {}
     for r in rows:
         depth = KeyDepth(r["key"], int(r["ready"]), int(r["leased"]), int(r["delayed"]))

@@ -15,7 +15,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgq_cli.core import fairness
 from pgq_cli.core.errors import InvalidInput
 from pgq_cli.core.queue import Queue
 
@@ -23,7 +22,7 @@ Q = "tenants"
 
 
 def _fair(q: Queue, *, cap: int | None = None) -> None:
-    fairness.configure(q, Q, fair=True, max_inflight_per_key=cap, set_max_inflight=True)
+    q.configure_fairness(Q, fair=True, max_inflight_per_key=cap, set_max_inflight=True)
 
 
 def _send(q: Queue, key: str | None, count: int, *, priority: int = 5) -> list[int]:
@@ -105,8 +104,8 @@ def test_a_batch_claim_spreads_across_keys(q: Queue) -> None:
 
 def test_weight_two_gets_twice_the_claims_in_every_window_of_300(q: Queue) -> None:
     _fair(q)
-    fairness.set_weight(q, Q, "gold", 2)
-    fairness.set_weight(q, Q, "free", 1)
+    q.set_key_weight(Q, "gold", 2)
+    q.set_key_weight(Q, "free", 1)
     _send(q, "gold", 1000)
     _send(q, "free", 1000)
     keys = _claim_keys(q, 900)  # gold still has backlog at the end (600 of 1000 taken)
@@ -117,11 +116,11 @@ def test_weight_two_gets_twice_the_claims_in_every_window_of_300(q: Queue) -> No
 
 
 def test_a_weight_can_be_set_for_the_no_key_lane_and_is_checked(q: Queue) -> None:
-    result = fairness.set_weight(q, Q, None, 3)
+    result = q.set_key_weight(Q, None, 3)
     assert (result.key, result.weight) == (None, 3.0)
     for bad in (0, -1, 1001, float("nan")):
         with pytest.raises(InvalidInput):
-            fairness.set_weight(q, Q, "A", bad)
+            q.set_key_weight(Q, "A", bad)
 
 
 def test_a_key_at_its_cap_yields_nothing_even_at_higher_priority(
@@ -165,12 +164,12 @@ def test_turning_fairness_on_registers_waiting_work_and_off_falls_back(
     early = {key: _send(q, key, 3) for key in ("A", "B")}
     _fair(q)
     assert _claim_keys(q, 2) in (["A", "B"], ["B", "A"])
-    fairness.configure(q, Q, fair=False)
+    q.configure_fairness(Q, fair=False)
     rest = [m.msg_id for m in q.claim(queue=Q, qty=10, vt=300)]
     assert rest == sorted(early["A"][1:] + early["B"][1:]), "ordinary claim order again"
     for message_id in rest:
         q.ack([message_id])
-    assert fairness.get(q, Q).fair is False
+    assert q.fairness(Q).fair is False
 
 
 def test_a_queue_turned_fair_behind_a_long_lived_queue_object(
@@ -181,7 +180,7 @@ def test_a_queue_turned_fair_behind_a_long_lived_queue_object(
     _send(q, "B", 3)
     assert q.claim(queue=Q, vt=300)[0].key == "A"  # ordinary: FIFO
     with psycopg.connect(db_dsn, autocommit=True) as other:
-        fairness.configure(Queue(other), Q, fair=True)
+        Queue(other).configure_fairness(Q, fair=True)
     keys = _claim_keys(q, 4)
     assert Counter(keys) == {"A": 2, "B": 2}
 

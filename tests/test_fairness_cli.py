@@ -121,14 +121,14 @@ def test_queue_config_fair_and_cap_then_off(cli: Cli, q: Queue) -> None:
     assert result.exit_code == 0, result.stderr
     (row,) = _json_lines(result.stdout)
     assert (row["fair"], row["max_inflight_per_key"]) == (True, 2)
-    assert fairness.get(q, "t") == fairness.FairnessSettings("t", True, 2)
+    assert q.fairness("t") == fairness.FairnessSettings("t", True, 2)
     # Options not given keep their value.
     cli("queue", "config", "t", "--max-deliveries", "3")
-    assert fairness.get(q, "t") == fairness.FairnessSettings("t", True, 2)
+    assert q.fairness("t") == fairness.FairnessSettings("t", True, 2)
     cli("queue", "config", "t", "--no-max-inflight")
-    assert fairness.get(q, "t") == fairness.FairnessSettings("t", True, None)
+    assert q.fairness("t") == fairness.FairnessSettings("t", True, None)
     cli("queue", "config", "t", "--no-fair")
-    assert fairness.get(q, "t").fair is False
+    assert q.fairness("t").fair is False
 
 
 def test_claims_from_the_cli_rotate_and_respect_weights(cli: Cli, q: Queue) -> None:
@@ -164,7 +164,7 @@ def test_stats_by_key_top_n(cli: Cli, q: Queue) -> None:
 def test_prometheus_keeps_the_top_keys_and_sums_the_rest(
     cli: Cli, q: Queue
 ) -> None:
-    fairness.configure(q, "t", fair=True)
+    q.configure_fairness("t", fair=True)
     for k in range(25):
         q.send_many(["{}"] * (k + 1), queue="t", key=f"k{k:02d}")
     q.send_many(["{}"] * 3, queue="plain", key="ignored")  # not fair: no per-key series

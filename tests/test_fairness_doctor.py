@@ -10,13 +10,13 @@ from typing import Any
 from conftest import Cli
 from test_doctor import fill, indexdefs, one, run_fix
 
-from pgq_cli.core import fair_queries, fairness, migrate
+from pgq_cli.core import fair_queries, migrate
 from pgq_cli.core.queue import Queue
 from pgq_cli.ops import doctor
 
 
 def test_a_healthy_fair_queue_passes(cli: Cli, q: Queue, conn: Any) -> None:
-    fairness.configure(q, "jobs", fair=True)
+    q.configure_fairness("jobs", fair=True)
     fill(q, 50_000, queue="jobs")  # large enough that reading it whole is not the plan
     conn.execute("ANALYZE pgq.messages")
     result = cli("doctor", "--queue", "jobs", "--json")
@@ -38,7 +38,7 @@ def test_an_ordinary_queue_gets_no_fair_plan_check(cli: Cli) -> None:
 def test_missing_fair_index_is_serious_and_its_fix_rebuilds_exactly_it(
     cli: Cli, q: Queue, conn: Any
 ) -> None:
-    fairness.configure(q, "jobs", fair=True)
+    q.configure_fairness("jobs", fair=True)
     fill(q, 50_000, queue="jobs")
     conn.execute("ANALYZE pgq.messages")
     before = indexdefs(conn)

@@ -13,7 +13,7 @@ from typing import Any, LiteralString
 
 import psycopg
 
-from ..core import fair_queries, fairness
+from ..core import fair_queries
 from ..core.checks import MAX_PRIORITY, MIN_PRIORITY
 from . import schema as bench_sql
 from .runner import BENCH_VT_S, PgqDesign, _explain
@@ -53,7 +53,7 @@ class FairDesign(PgqDesign):
     def _fair(self, conn: psycopg.Connection[Any], queue: str) -> str:
         fair_queue = queue + FAIR_SUFFIX
         if fair_queue not in self._configured:
-            fairness.configure(self._queue(conn), fair_queue, fair=True)
+            self._queue(conn).configure_fairness(fair_queue, fair=True)
             self._configured.add(fair_queue)
         return fair_queue
 

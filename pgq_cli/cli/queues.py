@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ..core import checks, fairness
+from ..core import checks
 from ..core.errors import InvalidInput
 from . import output as render
 from .boundary import boundary, say
@@ -113,14 +113,13 @@ def config(
                     f"been delivered {max_deliveries} times and went to dead letters"
                 )
         if fair is not None or set_cap:
-            fairness.configure(
-                q,
+            q.configure_fairness(
                 queue,
                 fair=fair,
                 max_inflight_per_key=max_inflight_per_key,
                 set_max_inflight=set_cap,
             )
-        shown = {**q.settings(queue).to_json(), **fairness.get(q, queue).to_json(), **moved}
+        shown = {**q.settings(queue).to_json(), **q.fairness(queue).to_json(), **moved}
         render.queue_settings(shown, fmt, extra=(*render.FAIRNESS_HEADERS, *moved))
 
 
@@ -157,4 +156,4 @@ def key_weight(
             checks.check_key(key)
         checks.check_weight(weight)
     with session("queue key", dsn, schema) as q:
-        render.key_weight(fairness.set_weight(q, queue, key, weight).to_json(), fmt)
+        render.key_weight(q.set_key_weight(queue, key, weight).to_json(), fmt)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from ..core import checks, fairness
+from ..core import checks
 from ..core.errors import InvalidInput
 from ..core.exitcodes import ExitCode
 from ..core.queue import Queue
@@ -201,7 +201,7 @@ def stats(
     if by_key:
         assert queue is not None and plan.fmt is not None
         with session("stats", dsn, schema) as q:
-            depths = fairness.depth_by_key(q, queue, top=top)
+            depths = q.depth_by_key(queue, top=top)
         render.key_depths([d.to_json() for d in depths], plan.fmt, queue=queue)
         return
     with session("stats", dsn, schema) as q:

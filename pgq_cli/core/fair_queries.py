@@ -105,7 +105,7 @@ LIMIT %(limit)s
 """
 
 # The same for every fair queue (or one), every key: Prometheus keeps the top keys and
-# sums the rest into one series (fairness.key_breakdown). One pass over those queues' rows.
+# sums the rest into one series (Queue.key_breakdown). One pass over those queues' rows.
 FAIR_QUEUES_BY_KEY: LiteralString = """
 SELECT m.queue,
        m.key,

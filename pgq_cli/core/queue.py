@@ -30,6 +30,7 @@ from .checks import (
     DEFAULT_PRIORITY,
     DEFAULT_QUEUE,
     DEFAULT_SCHEMA,
+    DEFAULT_TOP_KEYS,
     DEFAULT_VT_S,
     MAX_PRIORITY,
     MIN_PRIORITY,
@@ -41,6 +42,7 @@ from .checks import (
     check_lease,
     check_limit,
     check_max_deliveries,
+    check_max_inflight,
     check_payload,
     check_peek_state,
     check_priority,
@@ -49,9 +51,12 @@ from .checks import (
     check_queue,
     check_schema,
     check_seconds,
+    check_top_keys,
     check_wait,
+    check_weight,
 )
 from .errors import InvalidInput, NotFound, NothingDone, StaleLease
+from .fairness import FairnessSettings, KeyBreakdown, KeyDepth, KeyWeight, breakdown
 from .purge import PurgeResult
 from .settings import ConfigResult, QueueInfo, QueueSettings, settings_from_row
 from .states import State
@@ -355,10 +360,6 @@ class Queue:
         fair = bool(row and row[0])
         self._fairness[queue] = (fair, now)
         return fair != assumed
-
-    def forget_fairness(self, queue: str) -> None:
-        """Drop what this Queue remembers about whether `queue` is fair (after changing it)."""
-        self._fairness.pop(queue, None)
 
     def _next_due_s(self, queue: str) -> float | None:
         """Seconds until the queue's next leased/delayed message comes due (None: none)."""
@@ -726,3 +727,108 @@ class Queue:
         with translated():
             rows = self.conn.execute(self.compose(queries.QUEUE_NAMES), params).fetchall()
         return [str(r[0]) for r in rows]
+
+    # -- fairness (docs/fairness.md) ---------------------------------------------------
+
+    def fairness(self, queue: str) -> FairnessSettings:
+        """The queue's fairness settings (off, no cap when it has none). Read-only."""
+        check_queue(queue)
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                self.compose(fair_queries.GET_FAIRNESS), {"queue": queue}
+            ).fetchone()
+        if row is None:
+            return FairnessSettings(queue, False, None)
+        return FairnessSettings(row["queue"], bool(row["fair"]), row["max_inflight_per_key"])
+
+    def configure_fairness(
+        self,
+        queue: str,
+        *,
+        fair: bool | None = None,
+        max_inflight_per_key: int | None = None,
+        set_max_inflight: bool = False,
+    ) -> FairnessSettings:
+        """Turn fair claiming on or off (`fair`, None: unchanged) and/or set the cap on live
+        leases per key (`max_inflight_per_key` when `set_max_inflight`; None removes it).
+
+        One transaction. Turning fairness on registers the keys of the queue's waiting
+        ready work (reads those rows once). Leases taken before it was on are not counted
+        toward the cap; they end as usual.
+        """
+        check_queue(queue)
+        check_max_inflight(max_inflight_per_key)
+        params = {
+            "queue": queue,
+            "fair": fair,
+            "set_fair": fair is not None,
+            "cap": max_inflight_per_key,
+            "set_cap": set_max_inflight,
+        }
+        with (
+            translated(),
+            self.conn.transaction(),
+            self.conn.cursor(row_factory=dict_row) as cur,
+        ):
+            row = cur.execute(self.compose(fair_queries.CONFIGURE_FAIRNESS), params).fetchone()
+            assert row is not None
+            if fair:
+                cur.execute(self.compose(fair_queries.FORGET_HEADS), params)
+                cur.execute(self.compose(fair_queries.REGISTER_READY_KEYS), params)
+        self._fairness.pop(queue, None)  # the next claim reads it again
+        return FairnessSettings(row["queue"], bool(row["fair"]), row["max_inflight_per_key"])
+
+    def set_key_weight(self, queue: str, key: str | None, weight: float) -> KeyWeight:
+        """Set a key's weight in a queue (None: the messages sent without a key).
+
+        While several keys have work at the same priority, each gets claims in proportion
+        to its weight. Takes effect at the next claim.
+        """
+        check_queue(queue)
+        if key is not None:
+            check_key(key)
+        params = {"queue": queue, "key": key or "", "weight": check_weight(weight)}
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(self.compose(fair_queries.SET_KEY_WEIGHT), params).fetchone()
+        assert row is not None
+        return KeyWeight(
+            row["queue"], row["key"] or None, float(row["weight"]), int(row["inflight"])
+        )
+
+    def depth_by_key(self, queue: str, *, top: int = DEFAULT_TOP_KEYS) -> list[KeyDepth]:
+        """Ready, leased and delayed messages per key of `queue`, the `top` keys by ready
+        depth. Read-only; exact, so it reads every live row of the queue once."""
+        check_queue(queue)
+        check_top_keys(top)
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                self.compose(fair_queries.STATS_BY_KEY), {"queue": queue, "limit": top}
+            ).fetchall()
+        return [
+            KeyDepth(r["key"], int(r["ready"]), int(r["leased"]), int(r["delayed"]))
+            for r in rows
+        ]
+
+    def key_breakdown(
+        self, *, queue: str | None = None, top: int = DEFAULT_TOP_KEYS
+    ) -> list[KeyBreakdown]:
+        """For every fair queue (or `queue`): the `top` keys by ready depth and the others
+        summed, so that a metric per key has a bounded number of series. Read-only; one
+        pass over the fair queues' live rows."""
+        if queue is not None:
+            check_queue(queue)
+        check_top_keys(top)
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                self.compose(fair_queries.FAIR_QUEUES_BY_KEY), {"queue": queue}
+            ).fetchall()
+        return breakdown(
+            (
+                (
+                    r["queue"],
+                    KeyDepth(r["key"], int(r["ready"]), int(r["leased"]), int(r["delayed"])),
+                )
+                for r in rows
+            ),
+            top,
+        )

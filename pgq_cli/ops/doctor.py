@@ -18,7 +18,7 @@ from typing import Any, LiteralString
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ..core import fair_queries, fairness, migrate, queries
+from ..core import fair_queries, migrate, queries
 from ..core.checks import DEFAULT_QUEUE, check_queue
 from ..core.errors import SchemaMissing
 from ..core.queue import Queue
@@ -143,7 +143,7 @@ def run(
         checks = [check_table_health(q)]
     else:
         checks = [check_indexes(q), check_claim_plan(q, queue), check_table_health(q)]
-        if fairness.get(q, queue).fair:
+        if q.fairness(queue).fair:
             checks.insert(2, check_fair_claim_plan(q, queue))
     for check in (*checks, check_long_transactions(q, max_xact_age_s), check_expired_leases(q)):
         findings.extend(check)

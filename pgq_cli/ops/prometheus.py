@@ -25,7 +25,7 @@ from .thresholds import Breach, Snapshot
 
 DEFAULT_FILENAME = "pgq.prom"
 # A fair queue's per-key series: these states, and one more series with this key label
-# that sums every key beyond the top ones (fairness.key_breakdown).
+# that sums every key beyond the top ones (Queue.key_breakdown).
 KEY_STATES = ("ready", "leased", "delayed")
 OTHER_KEYS_LABEL = "__other__"
 _FILENAME = re.compile(r"^[A-Za-z0-9_.-]+\.prom$")

@@ -59,7 +59,7 @@ def collect(
         stats, sampled = estimate_module.estimate(q, queue=queue)
     else:
         stats, sampled = q.stats(queue=queue), frozenset()
-    keys = tuple(fairness.key_breakdown(q, queue=queue)) if by_key else ()
+    keys = tuple(q.key_breakdown(queue=queue)) if by_key else ()
     return Snapshot(
         stats, bool(sampled), time.time(), time.monotonic() - started, sampled, keys
     )

@@ -73,7 +73,7 @@ class FairDesign(PgqDesign):
             self._hot_added.add(fair_queue)
         row = conn.execute(self.q(bench_sql.COUNT_READY), {"queue": fair_queue}).fetchone()
         have = int(row[0]) if row else 0
-        want = n + self.hot_key  # the ordinary design gets as many (runner._ready_for)
+        want = n + self.hot_key  # the ordinary design gets as many (runner.run)
         if have < want:
             conn.execute(
                 self.q(ADD_READY_KEYED),

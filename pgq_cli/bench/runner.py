@@ -64,7 +64,7 @@ class BenchConfig:
     explain: bool = False
     keep: bool = False
     # > 0: also measure the claim of a fair queue whose ready work is spread over this
-    # many keys (bench/fair.py), beside the ordinary claim at the same sizes.
+    # many keys (pgq_cli/bench/fair.py), beside the ordinary claim at the same sizes.
     keys: int = 0
     # With keys: this many more ready messages on one key (for both designs, in the fair
     # queue all on the key "hot").
@@ -655,7 +655,7 @@ def run(
                 step(f"{design.name}: building {level.size:,} {level.kind}")
                 ready = max(config.ready, (samples + WARMUP_CLAIMS) * config.qty)
                 if design.name == "pgq":
-                    ready += config.hot_key  # as many as the fair design's (bench/fair.py)
+                    ready += config.hot_key  # as many as the fair design's (pgq_cli/bench/fair.py)
                 _prepare_level(conn, design, level, ready, built)
                 result = _measure_level(open_conn, conn, design, level, config, samples, step)
                 if level.kind == "inflight" and level.size == 0:

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgq_cli.core import migrate, queries
+from pgq_cli.core import migrate, pooler, queries
+from pgq_cli.core.errors import ConfigError
 
 ROWS = 500_000
 BEFORE_FAIRNESS = 2  # the last migration before fair claiming
@@ -138,3 +139,18 @@ def test_the_index_step_runs_outside_a_transaction(empty_db_dsn: str) -> None:
             "SELECT current_setting('search_path'), current_setting('statement_timeout')"
         ).fetchone()
     assert settings is not None and "pgq" not in settings[0], "search_path restored"
+
+
+def test_the_index_step_refuses_a_transaction_pooler(
+    empty_db_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind PgBouncer in transaction mode the build could not run CONCURRENTLY: the
+    migrator says so (exit 78 in the CLI) and leaves the step pending, to be run directly."""
+    index_step = next(m for m in migrate.available() if not m.transactional)
+    _migrate_up_to(empty_db_dsn, index_step.version - 1, monkeypatch)
+    monkeypatch.setattr(pooler, "transaction_pooled", lambda conn, mode="auto": True)
+    with psycopg.connect(empty_db_dsn, autocommit=True) as conn:
+        with pytest.raises(ConfigError, match="needs a session connection"):
+            migrate.migrate(conn, "pgq")
+        assert migrate.schema_version(conn, "pgq") == index_step.version - 1
+        assert _index_state(conn) is None

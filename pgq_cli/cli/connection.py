@@ -10,15 +10,22 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from ..core import connect
-from ..core.checks import DEFAULT_SCHEMA
-from ..core.queue import Queue
+from ..core.checks import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_SCHEMA, DEFAULT_STATEMENT_TIMEOUT_MS
 from .boundary import boundary, say, state
 
+# Command modules import this at their top, and `pgq CMD --help` must not load psycopg:
+# the connecting code loads when a command connects.
+if TYPE_CHECKING:
+    from ..core.connect import Target
+    from ..core.queue import Queue
 
-def open_target(dsn: str | None) -> connect.Target:
+
+def open_target(dsn: str | None) -> Target:
     """Resolve where to connect; say so on stderr when it is the embedded server."""
+    from ..core import connect
+
     if dsn and dsn == os.environ.get("PGQ_DSN"):
         # Typer fills --dsn from PGQ_DSN as well; only a DSN typed on the command line is
         # "--dsn" (and visible in the process list).
@@ -44,11 +51,14 @@ def session(
     dsn: str | None,
     schema: str = DEFAULT_SCHEMA,
     *,
-    statement_timeout_ms: int = connect.DEFAULT_STATEMENT_TIMEOUT_MS,
-    lock_timeout_ms: int = connect.DEFAULT_LOCK_TIMEOUT_MS,
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
 ) -> Iterator[Queue]:
     """Inside the boundary: connect as `pgq <command>` and yield a Queue."""
     with boundary():
+        from ..core import connect
+        from ..core.queue import Queue
+
         target = open_target(dsn)
         conn = connect.connect(
             target,
@@ -57,6 +67,6 @@ def session(
             lock_timeout_ms=lock_timeout_ms,
         )
         try:
-            yield Queue(conn, schema)
+            yield Queue(conn, schema, pool_mode=target.pool_mode)
         finally:
             conn.close()

@@ -15,7 +15,6 @@ import typer
 
 from ..core import checks
 from ..core.checks import Envelope
-from ..core.connect import DEFAULT_STATEMENT_TIMEOUT_MS
 from ..core.durations import parse_duration
 from ..core.errors import BadPayload, EmptyClaim, InvalidInput, NothingDone
 from . import output as render
@@ -199,7 +198,7 @@ def claim(
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
-    statement_timeout: StatementTimeoutOpt = DEFAULT_STATEMENT_TIMEOUT_MS,
+    statement_timeout: StatementTimeoutOpt = checks.DEFAULT_STATEMENT_TIMEOUT_MS,
 ) -> None:
     """Lease up to --qty messages: highest priority first (10 is most urgent), FIFO within one.
 

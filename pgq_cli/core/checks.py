@@ -43,6 +43,10 @@ MAX_INFLIGHT_CAP = 1_000_000
 # `stats --by-key` and the Prometheus per-key series show this many keys by default.
 DEFAULT_TOP_KEYS = 20
 MAX_TOP_KEYS = 10_000
+# Every connection's timeouts unless a command says otherwise; here, not beside the
+# connecting code, because the CLI shows them in its help without loading psycopg.
+DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+DEFAULT_LOCK_TIMEOUT_MS = 5_000
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

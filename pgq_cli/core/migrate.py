@@ -24,8 +24,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from . import pooler
 from .checks import check_schema
-from .errors import SchemaForeign, Temporary
+from .errors import ConfigError, SchemaForeign, Temporary
 from .translate import translated
 
 FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -215,6 +216,14 @@ def _apply_without_transaction(
     statement_timeout: an index build takes as long as the table needs, and blocks no
     claim meanwhile.
     """
+    if pooler.transaction_pooled(conn):
+        # Each statement could go to another server connection, and the pooler's
+        # per-transaction settings would wrap the index build in a transaction.
+        raise ConfigError(
+            f"{migration.filename} builds an index CONCURRENTLY, which needs a session "
+            "connection, not a transaction pooler",
+            hint="run pgq migrate against PostgreSQL directly (or a session-pooled PgBouncer)",
+        )
     timeout_row = conn.execute(
         "SELECT current_setting('lock_timeout'),"
         " extract(epoch FROM current_setting('lock_timeout')::interval)"

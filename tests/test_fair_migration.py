@@ -12,7 +12,6 @@ import pytest
 from psycopg import sql
 
 from pgq_cli.core import migrate, pooler, queries
-from pgq_cli.core.errors import ConfigError
 
 ROWS = 500_000
 BEFORE_FAIRNESS = 2  # the last migration before fair claiming
@@ -141,16 +140,17 @@ def test_the_index_step_runs_outside_a_transaction(empty_db_dsn: str) -> None:
     assert settings is not None and "pgq" not in settings[0], "search_path restored"
 
 
-def test_the_index_step_refuses_a_transaction_pooler(
+def test_through_a_transaction_pooler_the_index_step_runs_in_one_transaction(
     empty_db_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Behind PgBouncer in transaction mode the build could not run CONCURRENTLY: the
-    migrator says so (exit 78 in the CLI) and leaves the step pending, to be run directly."""
+    """Behind PgBouncer in transaction mode no session state survives between statements:
+    the step is built in one transaction (without CONCURRENTLY) and recorded."""
     index_step = next(m for m in migrate.available() if not m.transactional)
     _migrate_up_to(empty_db_dsn, index_step.version - 1, monkeypatch)
     monkeypatch.setattr(pooler, "transaction_pooled", lambda conn, mode="auto": True)
     with psycopg.connect(empty_db_dsn, autocommit=True) as conn:
-        with pytest.raises(ConfigError, match="needs a session connection"):
-            migrate.migrate(conn, "pgq")
-        assert migrate.schema_version(conn, "pgq") == index_step.version - 1
-        assert _index_state(conn) is None
+        assert [m.version for m in migrate.migrate(conn, "pgq")] == [index_step.version]
+        assert migrate.schema_version(conn, "pgq") >= index_step.version
+        state = _index_state(conn)
+    assert state is not None and state[0]
+    assert "(queue, COALESCE(key, ''::text), priority DESC, msg_id)" in state[1]

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from . import pooler
 from .checks import check_schema
-from .errors import ConfigError, SchemaForeign, Temporary
+from .errors import SchemaForeign, Temporary
 from .translate import translated
 
 FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -176,13 +176,21 @@ def migrate(conn: psycopg.Connection[Any], schema: str = "pgq") -> list[Migratio
     check_schema(schema)
     done: list[Migration] = []
     with translated():
+        # Through a transaction pooler every statement may reach another server connection,
+        # so nothing can be spread over several of them (a session search_path, a session
+        # lock): there even a non-transactional file runs in one transaction, its index
+        # built without CONCURRENTLY, as `pending_sql` prints it.
+        pooled = pooler.transaction_pooled(conn)
         for migration in available():
             with conn.transaction():
                 if not _pending(conn, schema, migration):
                     continue
-                if migration.transactional:
+                if migration.transactional or pooled:
                     _set_search_path(conn, schema, local=True)
-                    conn.execute(migration.sql_text.encode())  # file text, no parameters
+                    text = migration.sql_text if migration.transactional else (
+                        _in_one_transaction(migration)
+                    )
+                    conn.execute(text.encode())  # file text, no parameters
                     _record(conn, schema, migration)
                     done.append(migration)
                     continue
@@ -216,14 +224,6 @@ def _apply_without_transaction(
     statement_timeout: an index build takes as long as the table needs, and blocks no
     claim meanwhile.
     """
-    if pooler.transaction_pooled(conn):
-        # Each statement could go to another server connection, and the pooler's
-        # per-transaction settings would wrap the index build in a transaction.
-        raise ConfigError(
-            f"{migration.filename} builds an index CONCURRENTLY, which needs a session "
-            "connection, not a transaction pooler",
-            hint="run pgq migrate against PostgreSQL directly (or a session-pooled PgBouncer)",
-        )
     timeout_row = conn.execute(
         "SELECT current_setting('lock_timeout'),"
         " extract(epoch FROM current_setting('lock_timeout')::interval)"
@@ -298,8 +298,8 @@ def _ensure_version_table(conn: psycopg.Connection[Any], schema: str) -> None:
 
 
 def _in_one_transaction(migration: Migration) -> str:
-    """A non-transactional file's statements for the offline script, which must run as one
-    script (one transaction per file): without CONCURRENTLY, and saying what that costs."""
+    """A non-transactional file's statements in one transaction (the offline script, and
+    `migrate` through a transaction pooler): without CONCURRENTLY, saying what that costs."""
     statements = [s.replace(" CONCURRENTLY", "") for s in migration.statements()]
     return "\n".join(
         [

@@ -7,6 +7,7 @@ connecting, so bad input exits 2 even when the database is down, and nothing is 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +20,9 @@ from ..core.durations import parse_duration
 from ..core.errors import EmptyClaim, InvalidInput, NothingDone
 from . import output as render
 from .boundary import boundary, say
-from .connection import session
+from .connection import run_reconnecting, session
 from .options import (
+    DEFAULT_RECONNECT_TIMEOUT,
     DsnOpt,
     FormatOpt,
     JsonOpt,
@@ -28,6 +30,7 @@ from .options import (
     OptionalQueueOpt,
     PriorityOpt,
     QueueOpt,
+    ReconnectTimeoutOpt,
     SchemaOpt,
     StatementTimeoutOpt,
 )
@@ -128,6 +131,7 @@ def claim(
             "and expired work); needs a session connection, not transaction-pooled PgBouncer.",
         ),
     ] = 0.0,
+    reconnect_timeout: ReconnectTimeoutOpt = DEFAULT_RECONNECT_TIMEOUT,
     dsn: DsnOpt = "",
     schema: SchemaOpt = core.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -139,6 +143,10 @@ def claim(
     Each message gets a lease token; pass it to ack/requeue/extend with --lease so that a
     consumer whose lease ran out cannot ack a message someone else now holds.
     Paused queues and bands (`pgq pause`) yield nothing.
+
+    With --wait, a connection that goes away (server restart, failover) is dialled again
+    with back-off for up to --reconnect-timeout, and the wait goes on; a claim without
+    --wait is one-shot and exits 69 at once.
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
@@ -150,12 +158,28 @@ def claim(
         if min_priority > max_priority:
             raise InvalidInput("--min-priority is above --max-priority")
         waiting.check_wait(wait)
-    with session("claim", dsn, schema, statement_timeout_ms=statement_timeout) as q:
-        bounds = {"min_priority": min_priority, "max_priority": max_priority}
-        if wait > 0:
-            found = waiting.claim_wait(q, wait=wait, queue=queue, qty=qty, vt=vt, **bounds)
-        else:
+        reconnect_s = parse_duration(reconnect_timeout, "--reconnect-timeout")
+    bounds = {"min_priority": min_priority, "max_priority": max_priority}
+    if wait > 0:
+        deadline = time.monotonic() + wait
+
+        def wait_for_work(q: core.Queue) -> list[core.Message]:
+            # After a reconnect the wait goes on for what is left of it (at least one claim).
+            left = max(deadline - time.monotonic(), 0.0)
+            return waiting.claim_wait(q, wait=left, queue=queue, qty=qty, vt=vt, **bounds)
+
+        found = run_reconnecting(
+            "claim",
+            dsn,
+            schema,
+            wait_for_work,
+            reconnect_timeout_s=reconnect_s,
+            statement_timeout_ms=statement_timeout,
+        )
+    else:
+        with session("claim", dsn, schema, statement_timeout_ms=statement_timeout) as q:
             found = q.claim(queue=queue, qty=qty, vt=vt, **bounds)
+    with boundary():
         if not found and fail_if_empty:
             raise EmptyClaim(f"queue {queue!r} had nothing ready to claim")
         render.messages(found, fmt, title=f"claimed from {queue}")

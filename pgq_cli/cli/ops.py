@@ -7,20 +7,29 @@ render through `output.py`.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
 
 from ..core.durations import parse_duration
 from ..core.errors import ExitCode, InvalidInput
-from ..core.queue import DEFAULT_QUEUE, DEFAULT_SCHEMA, check_queue
+from ..core.queue import DEFAULT_QUEUE, DEFAULT_SCHEMA, Queue, check_queue
 from ..ops import doctor as doctor_core
 from ..ops import purge as purge_core
 from ..ops import watch as watch_core
 from . import output as render
 from .boundary import boundary, say
-from .connection import session
-from .options import DsnOpt, FormatOpt, JsonOpt, SchemaOpt, StatementTimeoutOpt
+from .connection import run_reconnecting, session
+from .options import (
+    DEFAULT_RECONNECT_TIMEOUT,
+    DsnOpt,
+    FormatOpt,
+    JsonOpt,
+    ReconnectTimeoutOpt,
+    SchemaOpt,
+    StatementTimeoutOpt,
+)
 from .output import Format
 
 PURGE_STATEMENT_TIMEOUT_MS = 60_000
@@ -136,6 +145,7 @@ def watch(
     ] = None,
     dsn: DsnOpt = "",
     schema: SchemaOpt = DEFAULT_SCHEMA,
+    reconnect_timeout: ReconnectTimeoutOpt = DEFAULT_RECONNECT_TIMEOUT,
     json_out: JsonOpt = False,
 ) -> None:
     """Live view: depth per priority and state, claim/send/ack rates, oldest ready age.
@@ -144,7 +154,9 @@ def watch(
     (--json: one JSON object per frame). Rates are rows updated (claims), inserted (sends)
     and deleted (acks) per second on the messages table, for every queue, from
     PostgreSQL's statistics: a consumer's counts can show up to ~10 s late after it goes
-    idle. The first frame has no rates. Ctrl-C exits 0.
+    idle. The first frame has no rates. Ctrl-C exits 0. A connection that goes away
+    (server restart, failover) is dialled again with back-off for up to
+    --reconnect-timeout; the first frame after it has no rates.
     """
     with boundary():
         if queue is not None:
@@ -155,11 +167,35 @@ def watch(
             raise InvalidInput("--iterations must be 1 or more")
         if once and iterations is not None:
             raise InvalidInput("--once and --iterations exclude each other")
+        reconnect_s = parse_duration(reconnect_timeout, "--reconnect-timeout")
     count = 1 if once else iterations
     fmt = render.resolve_format(Format.auto, json_out)
-    with session("watch", dsn, schema) as q, render.watch_frames(fmt, queue=queue) as show:
+    shown = 0
+
+    def watch_frames(q: Queue) -> None:
+        nonlocal shown
+
+        def count_shown(frame: watch_core.Frame) -> None:
+            nonlocal shown
+            shown += 1
+
+        # After a reconnect: only the frames still owed, and one interval's pause first.
+        if shown:
+            time.sleep(interval)
+        left = None if count is None else count - shown
         watch_core.run(
-            q, emit=show, queue=queue, interval=interval, iterations=count, estimate=estimate
+            q,
+            emit=show,
+            queue=queue,
+            interval=interval,
+            iterations=left,
+            estimate=estimate,
+            on_frame=count_shown,
+        )
+
+    with render.watch_frames(fmt, queue=queue) as show:
+        run_reconnecting(
+            "watch", dsn, schema, watch_frames, reconnect_timeout_s=reconnect_s
         )
 
 

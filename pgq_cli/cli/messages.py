@@ -79,11 +79,25 @@ def send(
             help="NDJSON file ('-' for stdin): one payload per line, all in one transaction.",
         ),
     ] = None,
+    dedup_key: Annotated[
+        str | None,
+        typer.Option(
+            "--dedup-key",
+            help="Send at most once per key and queue within the queue's dedup window "
+            "(default 24h): a repeat sends nothing and prints the first message's id.",
+            show_default=False,
+        ),
+    ] = None,
     dsn: DsnOpt = "",
     schema: SchemaOpt = core.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
-    """Send messages; print their msg ids. Priority 10 is most urgent."""
+    """Send messages; print their msg ids. Priority 10 is most urgent.
+
+    A producer that retries after exit 69 (the connection went away, e.g. in a failover)
+    cannot know whether the first try committed: give each message a --dedup-key and the
+    retry cannot send it twice.
+    """
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
         core.check_queue(queue)
@@ -91,6 +105,13 @@ def send(
         core.check_seconds(delay, "delay")
         if (payload is None) == (file is None):
             raise InvalidInput("give one PAYLOAD or --file", hint="see 'pgq send --help'")
+        if dedup_key is not None:
+            core.check_dedup_key(dedup_key)
+            if file is not None:
+                raise InvalidInput(
+                    "--dedup-key is for one PAYLOAD, not --file",
+                    hint="send each message with its own key",
+                )
         if file is not None:
             payloads, line_numbers = _read_ndjson(file)
             for text, number in zip(payloads, line_numbers, strict=True):
@@ -102,6 +123,16 @@ def send(
     with session("send", dsn, schema) as q:
         if file is not None:
             ids = q.send_many(payloads, queue=queue, priority=priority, delay=delay)
+        elif dedup_key is not None:
+            sent = q.send_deduplicated(
+                payloads[0], dedup_key=dedup_key, queue=queue, priority=priority, delay=delay
+            )
+            if not sent.created:
+                say(
+                    f"pgq: dedup key {dedup_key[:40]!r} already sent message {sent.msg_id} "
+                    f"to {queue!r}; nothing sent"
+                )
+            ids = [sent.msg_id]
         else:
             ids = [q.send(payloads[0], queue=queue, priority=priority, delay=delay)]
         render.ids(ids, fmt)

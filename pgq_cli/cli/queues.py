@@ -11,6 +11,7 @@ import typer
 
 from ..core import queue as core
 from ..core import settings as core_settings
+from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
 from . import output as render
 from .boundary import boundary, say
@@ -57,6 +58,18 @@ def config(
     unlimited: Annotated[
         bool, typer.Option("--unlimited", help="Remove the max-deliveries limit.")
     ] = False,
+    dedup_window: Annotated[
+        str | None,
+        typer.Option(
+            "--dedup-window",
+            help="Set how long a `send --dedup-key` key is remembered (30m, 24h, 7d; "
+            "default 24h).",
+            show_default=False,
+        ),
+    ] = None,
+    show_dedup_window: Annotated[
+        bool, typer.Option("--show-dedup-window", help="Show the queue's dedup window.")
+    ] = False,
     dsn: DsnOpt = "",
     schema: SchemaOpt = core.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -67,6 +80,10 @@ def config(
     --max-deliveries N: a message delivered N times that comes back (its lease runs out, or
     it is requeued) goes to state dead instead of ready; see `pgq peek --state dead` and
     `pgq requeue --dead`. Waiting messages already delivered N times go dead at once.
+
+    --dedup-window D: a `pgq send --dedup-key K` repeated within D of the first send of K to
+    this queue sends nothing and prints the first message's id (default 24h). `pgq purge`
+    of the queue deletes keys older than that.
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
@@ -74,6 +91,21 @@ def config(
         if max_deliveries is not None and unlimited:
             raise InvalidInput("give --max-deliveries or --unlimited, not both")
         core_settings.check_max_deliveries(max_deliveries)
+        window_s = None
+        if dedup_window is not None:
+            window_s = parse_duration(dedup_window, "--dedup-window")
+            core.check_seconds(window_s, "--dedup-window", allow_zero=False)
+        dedup_only = window_s is not None or show_dedup_window
+        if dedup_only and (max_deliveries is not None or unlimited):
+            raise InvalidInput("set the dedup window on its own, not with --max-deliveries")
+    if dedup_only:
+        with session("queue config", dsn, schema) as q:
+            if window_s is None:
+                window = core_settings.get_dedup_window(q, queue)
+            else:
+                window = core_settings.set_dedup_window(q, queue, window_s)
+            render.one(window.to_json(), fmt)
+        return
     with session("queue config", dsn, schema) as q:
         if max_deliveries is None and not unlimited:
             render.queue_settings(core_settings.get(q, queue).to_json(), fmt)

@@ -25,7 +25,15 @@ from psycopg.rows import dict_row
 
 from . import queries
 from .durations import MAX_SECONDS
-from .errors import BadPayload, InvalidInput, NotFound, NothingDone, StaleLease, translated
+from .errors import (
+    BadPayload,
+    InvalidInput,
+    NotFound,
+    NothingDone,
+    PgqError,
+    StaleLease,
+    translated,
+)
 
 MIN_PRIORITY = 1
 MAX_PRIORITY = 10  # 10 is most urgent
@@ -35,6 +43,13 @@ DEFAULT_SCHEMA = "pgq"
 DEFAULT_VT_S = 30.0
 MAX_QTY = 100_000
 MAX_PAYLOAD_BYTES = 1_048_576  # as stored (jsonb text form); the database CHECKs the same
+# A dedup key is remembered this long unless the queue says otherwise (sql/0005;
+# `pgq queue config Q --dedup-window`).
+DEFAULT_DEDUP_WINDOW_S = 24 * 3600.0
+MAX_DEDUP_KEY_BYTES = 512  # the database CHECKs the same
+# A racing sender's record can be invisible to a statement that began before it committed
+# (queries.INSERT_DEDUPLICATED); the next run sees it. More than a few runs is a bug.
+DEDUP_ATTEMPTS = 5
 # At most this many expired/due rows go back to ready per claim (or qty, if larger), so a
 # mass expiry costs each claim a bounded amount; see queries.RETURN_DUE.
 RETURN_DUE_BATCH = 1000
@@ -69,6 +84,18 @@ class Message:
             "vt": self.vt.isoformat(),
             "enqueued_at": self.enqueued_at.isoformat(),
         }
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a send with a dedup key did: `created` False means the key had already sent
+    `msg_id` within its queue's dedup window, and nothing was sent this time."""
+
+    msg_id: int
+    created: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"msg_id": self.msg_id, "created": self.created}
 
 
 @dataclass(frozen=True)
@@ -194,6 +221,19 @@ def check_ids(ids: Iterable[int]) -> list[int]:
     return out
 
 
+def check_dedup_key(key: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidInput("dedup key must be a non-empty string")
+    if "\x00" in key:
+        raise InvalidInput("dedup key contains a NUL character")
+    if len(key.encode()) > MAX_DEDUP_KEY_BYTES:
+        raise InvalidInput(
+            f"dedup key is {len(key.encode())} bytes; the limit is {MAX_DEDUP_KEY_BYTES}",
+            hint="use a hash of a longer key",
+        )
+    return key
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -236,6 +276,7 @@ class Queue:
         self.schema = check_schema(schema)
         self._table = sql.Identifier(schema, "messages")
         self._queues = sql.Identifier(schema, "queues")
+        self._dedup_keys = sql.Identifier(schema, "dedup_keys")
 
     @property
     def notify_channel(self) -> str:
@@ -243,7 +284,9 @@ class Queue:
         return f"pgq_ready:{self.schema}"
 
     def _q(self, template: LiteralString) -> sql.Composed:
-        return sql.SQL(template).format(messages=self._table, queues=self._queues)
+        return sql.SQL(template).format(
+            messages=self._table, queues=self._queues, dedup_keys=self._dedup_keys
+        )
 
     def _messages(self, cur: psycopg.Cursor[Any]) -> list[Message]:
         return [Message(**row) for row in cur.fetchall()]
@@ -257,8 +300,19 @@ class Queue:
         queue: str = DEFAULT_QUEUE,
         priority: int = DEFAULT_PRIORITY,
         delay: float = 0.0,
+        dedup_key: str | None = None,
     ) -> int:
-        """Insert one message (JSON text); return its msg_id. One autocommit INSERT."""
+        """Insert one message (JSON text); return its msg_id. One autocommit INSERT.
+
+        With `dedup_key`: a send whose key already sent a message to this queue within the
+        queue's dedup window sends nothing and returns that first message's id (see
+        `send_deduplicated`).
+        """
+        if dedup_key is not None:
+            sent = self.send_deduplicated(
+                payload, dedup_key=dedup_key, queue=queue, priority=priority, delay=delay
+            )
+            return sent.msg_id
         params = {
             "queue": check_queue(queue),
             "priority": check_priority(priority),
@@ -269,6 +323,39 @@ class Queue:
             row = self.conn.execute(self._q(queries.INSERT_ONE), params).fetchone()
         assert row is not None
         return int(row[0])
+
+    def send_deduplicated(
+        self,
+        payload: str,
+        *,
+        dedup_key: str,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = DEFAULT_PRIORITY,
+        delay: float = 0.0,
+    ) -> Sent:
+        """Send once per `dedup_key` and queue within the queue's dedup window.
+
+        One autocommit statement writes the key's record and the message together
+        (queries.INSERT_DEDUPLICATED), so a retry after a lost connection either finds the
+        record (the first send committed: its id comes back, created False) or sends anew.
+        Racing senders of one key produce one message.
+        """
+        params = {
+            "queue": check_queue(queue),
+            "priority": check_priority(priority),
+            "delay": check_seconds(delay, "delay"),
+            "payload": check_payload(payload),
+            "dedup_key": check_dedup_key(dedup_key),
+            "default_window": DEFAULT_DEDUP_WINDOW_S,
+            "table": f"{self.schema}.messages",
+        }
+        statement = self._q(queries.INSERT_DEDUPLICATED)
+        for _ in range(DEDUP_ATTEMPTS):
+            with translated():
+                row = self.conn.execute(statement, params).fetchone()
+            if row is not None:
+                return Sent(int(row[0]), bool(row[1]))
+        raise PgqError(f"dedup key {dedup_key[:40]!r} was neither recorded nor found")
 
     def send_many(
         self,

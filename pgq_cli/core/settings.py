@@ -18,7 +18,15 @@ from psycopg.rows import dict_row
 
 from . import queries
 from .errors import InvalidInput, translated
-from .queue import MAX_PRIORITY, MIN_PRIORITY, Queue, check_priority, check_queue
+from .queue import (
+    DEFAULT_DEDUP_WINDOW_S,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    Queue,
+    check_priority,
+    check_queue,
+    check_seconds,
+)
 
 # A limit beyond this is a typo; the column is an integer.
 MAX_DELIVERIES_CAP = 1_000_000
@@ -145,6 +153,40 @@ def configure(q: Queue, queue: str, *, max_deliveries: int | None) -> ConfigResu
         if max_deliveries is not None:
             moved = cur.execute(q._q(queries.SWEEP_OVER_LIMIT), params).rowcount
     return ConfigResult(_settings(row), moved)
+
+
+@dataclass(frozen=True)
+class DedupWindow:
+    """How long a queue remembers a send's dedup key (sql/0005)."""
+
+    queue: str
+    seconds: float
+    is_default: bool  # the queue has not set one: DEFAULT_DEDUP_WINDOW_S
+
+    def to_json(self) -> dict[str, Any]:
+        return {"queue": self.queue, "dedup_window_s": self.seconds, "default": self.is_default}
+
+
+def get_dedup_window(q: Queue, queue: str) -> DedupWindow:
+    """The queue's dedup window (the default when it has none). Read-only."""
+    check_queue(queue)
+    with translated():
+        row = q.conn.execute(q._q(queries.GET_DEDUP_WINDOW), {"queue": queue}).fetchone()
+    if row is None or row[0] is None:
+        return DedupWindow(queue, DEFAULT_DEDUP_WINDOW_S, True)
+    return DedupWindow(queue, float(row[0]), False)
+
+
+def set_dedup_window(q: Queue, queue: str, seconds: float) -> DedupWindow:
+    """Set how long the queue remembers dedup keys. A shorter window applies at once to
+    keys already stored (they expire by their age); purge deletes the expired ones."""
+    check_queue(queue)
+    check_seconds(seconds, "dedup window", allow_zero=False)
+    params = {"queue": queue, "seconds": seconds}
+    with translated():
+        row = q.conn.execute(q._q(queries.CONFIGURE_DEDUP_WINDOW), params).fetchone()
+    assert row is not None
+    return DedupWindow(queue, float(row[0]), False)
 
 
 def pause(q: Queue, queue: str, *, below_priority: int | None = None) -> QueueSettings:

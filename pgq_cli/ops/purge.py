@@ -9,6 +9,11 @@ replication and vacuum to digest. Here each batch of at most `batch` rows is its
 short autocommit statement (committed before the next begins), and `max_runtime` stops
 the purge between batches, so a cron job can chip away at a backlog within a time budget.
 
+Dedup keys: every purge of a queue (dry runs aside) also deletes the queue's dedup keys
+(`send --dedup-key`, sql/0005) older than its dedup window. They must outlive their
+messages, so deleting messages never deletes them; a key past its window no longer
+deduplicates anything, and purge is the queue's retention job, run from cron.
+
 Safety rule: a purge needs a filter. Without `states` and without `older_than` it would
 delete the whole queue, in-flight leases included; the caller must say `everything=True`
 (`pgq purge Q --all`) for that. Filters and `everything` together are refused too, so a
@@ -23,7 +28,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import InvalidInput, translated
-from ..core.queue import STATES, Queue, check_age, check_queue, check_seconds
+from ..core.queue import (
+    DEFAULT_DEDUP_WINDOW_S,
+    STATES,
+    Queue,
+    check_age,
+    check_queue,
+    check_seconds,
+)
 from . import queries as ops_queries
 
 DEFAULT_BATCH = 1000
@@ -43,6 +55,8 @@ class PurgeResult:
     # max_runtime ran out with (possibly) more to delete.
     stopped_early: bool
     elapsed_s: float
+    # Dedup keys older than the queue's dedup window, deleted (dry run: that would be).
+    expired_dedup_keys: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +67,7 @@ class PurgeResult:
             "deleted": self.deleted,
             "batches": list(self.batches),
             "stopped_early": self.stopped_early,
+            "expired_dedup_keys": self.expired_dedup_keys,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -144,16 +159,19 @@ def purge(
         "older_than": older_than,
         "batch": batch,
         "after": 0,
+        "default_window": DEFAULT_DEDUP_WINDOW_S,
     }
     started = clock()
     if dry_run:
         with translated():
             row = q.conn.execute(q._q(ops_queries.PURGE_COUNT), params).fetchone()
+            keys = q.conn.execute(q._q(ops_queries.COUNT_EXPIRED_DEDUP_KEYS), params).fetchone()
         count = int(row[0]) if row else 0
         full, rest = divmod(count, batch)
         planned = (batch,) * full + ((rest,) if rest else ())
         return PurgeResult(
-            queue, wanted, older_than, True, count, planned, False, clock() - started
+            queue, wanted, older_than, True, count, planned, False, clock() - started,
+            int(keys[0]) if keys else 0,
         )
     done: list[int] = []
     stopped_early = False
@@ -169,6 +187,8 @@ def purge(
         if max_runtime is not None and clock() - started >= max_runtime:
             stopped_early = True
             break
+    with translated():
+        forgotten = q.conn.execute(q._q(ops_queries.PURGE_EXPIRED_DEDUP_KEYS), params).rowcount
     return PurgeResult(
         queue,
         wanted,
@@ -178,4 +198,5 @@ def purge(
         tuple(done),
         stopped_early,
         clock() - started,
+        forgotten,
     )

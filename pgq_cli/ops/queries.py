@@ -62,6 +62,28 @@ WHERE """
     + _PURGE_FILTER
 )
 
+# Purge also forgets the queue's dedup keys that have outlived its dedup window (sql/0005):
+# a send with such a key would take the record over anyway, so nothing is deduplicated
+# less; only the table stops growing. One statement: the records are small and few.
+PURGE_EXPIRED_DEDUP_KEYS: LiteralString = """
+DELETE FROM {dedup_keys}
+WHERE queue = %(queue)s
+  AND created_at <= now() - coalesce(
+      (SELECT dedup_window FROM {queues} WHERE queue = %(queue)s),
+      make_interval(secs => %(default_window)s)
+  )
+"""
+
+COUNT_EXPIRED_DEDUP_KEYS: LiteralString = """
+SELECT count(*)
+FROM {dedup_keys}
+WHERE queue = %(queue)s
+  AND created_at <= now() - coalesce(
+      (SELECT dedup_window FROM {queues} WHERE queue = %(queue)s),
+      make_interval(secs => %(default_window)s)
+  )
+"""
+
 # ----------------------------------------------------------------------------- stats --estimate
 
 # The table's size in pages, to choose a sampling rate. Exact and instant (file size).

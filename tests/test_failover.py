@@ -220,7 +220,7 @@ def test_failover_mid_stream_loses_no_message_and_the_consumer_recovers_by_itsel
         f"failover: recovered {recovery_s:.2f} s after pg_ctl promote; "
         f"{len(duplicates)} duplicate(s) of {len(live_at_crash)} lease(s) live at the crash; "
         f"{MESSAGES} sent, {sum(processed.values())} processed; "
-        f"binaries {pair.bin}"
+        f"binaries {pair.bin.parent.name}/{pair.bin.name}"
     )
     print(report)
     assert recovery_s < 30, report

@@ -135,3 +135,22 @@ def test_a_failing_run_still_drops_its_scratch_schema(
         raise AssertionError("the run should have failed")
     assert _scratch_schemas(conn) == []
     assert all(c.closed for c in opened)
+
+
+def test_the_naive_table_gets_the_storage_parameters_the_migrations_gave_pgq(
+    conn: psycopg.Connection[Any],
+) -> None:
+    schema = bench.scratch_schema_name()
+    bench.create_scratch(conn, schema, naive=True)
+    try:
+        options = {
+            table: conn.execute(
+                "SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (f"{schema}.{table}",)
+            ).fetchone()
+            for table in ("messages", "naive_messages")
+        }
+    finally:
+        bench.drop_scratch(conn, schema)
+    real, naive = options["messages"], options["naive_messages"]
+    assert real is not None and "fillfactor=80" in real[0]  # as sql/0001 writes it
+    assert naive is not None and sorted(naive[0]) == sorted(real[0])

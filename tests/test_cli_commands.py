@@ -18,7 +18,8 @@ import pytest
 from conftest import Cli
 
 from pgq_cli import __version__
-from pgq_cli.core.queue import MAX_PRIORITY, Queue
+from pgq_cli.core.checks import MAX_PRIORITY
+from pgq_cli.core.queue import Queue
 
 MESSAGE_FIELDS = {
     "msg_id", "queue", "priority", "state", "payload", "read_ct", "lease", "vt", "enqueued_at"

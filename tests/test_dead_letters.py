@@ -13,7 +13,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgq_cli.core import settings
 from pgq_cli.core.durations import parse_duration
 from pgq_cli.core.errors import InvalidInput
 from pgq_cli.core.queue import Queue
@@ -43,7 +42,7 @@ def deliver_and_expire(q: Queue, conn: psycopg.Connection[Any], queue: str) -> l
 
 
 def test_poison_goes_dead_after_max_deliveries_on_expiry(q: Queue, conn: Any) -> None:
-    settings.configure(q, "jobs", max_deliveries=3)
+    q.configure("jobs", max_deliveries=3)
     msg_id = q.send('{"poison": true}', queue="jobs")
     handed_out = [ct for _ in range(5) for ct in deliver_and_expire(q, conn, "jobs")]
     assert handed_out == [1, 2, 3]  # never a fourth time
@@ -57,7 +56,7 @@ def test_poison_goes_dead_after_max_deliveries_on_expiry(q: Queue, conn: Any) ->
 
 
 def test_poison_goes_dead_on_requeue_after_last_delivery(q: Queue, conn: Any) -> None:
-    settings.configure(q, "jobs", max_deliveries=2)
+    q.configure("jobs", max_deliveries=2)
     msg_id = q.send("1", queue="jobs")
     first = q.claim(queue="jobs")[0]
     assert q.requeue_states([msg_id], lease=first.lease) == {msg_id: "ready"}
@@ -69,7 +68,7 @@ def test_poison_goes_dead_on_requeue_after_last_delivery(q: Queue, conn: Any) ->
 
 
 def test_cron_requeue_expired_also_kills_poison(q: Queue, conn: Any) -> None:
-    settings.configure(q, "jobs", max_deliveries=1)
+    q.configure("jobs", max_deliveries=1)
     poison = q.send("1", queue="jobs")
     other = q.send("2", queue="other")  # no limit on this queue
     for queue in ("jobs", "other"):
@@ -86,8 +85,8 @@ def test_without_a_limit_messages_come_back_forever(q: Queue, conn: Any) -> None
 
 
 def test_unlimited_removes_the_limit(q: Queue, conn: Any) -> None:
-    settings.configure(q, "jobs", max_deliveries=1)
-    settings.configure(q, "jobs", max_deliveries=None)
+    q.configure("jobs", max_deliveries=1)
+    q.configure("jobs", max_deliveries=None)
     q.send("1", queue="jobs")
     assert [ct for _ in range(3) for ct in deliver_and_expire(q, conn, "jobs")] == [1, 2, 3]
 
@@ -102,7 +101,7 @@ def test_lowering_the_limit_kills_waiting_messages_that_had_their_deliveries(
         assert got.msg_id == worn
         q.requeue([worn])
     assert state_of(conn, worn) == ("ready", 2)
-    result = settings.configure(q, "jobs", max_deliveries=2)
+    result = q.configure("jobs", max_deliveries=2)
     assert result.moved_to_dead == 1
     assert state_of(conn, worn)[0] == "dead"
     assert [m.msg_id for m in q.claim(queue="jobs", qty=5)] == [fresh]
@@ -112,7 +111,7 @@ def test_racing_consumers_never_exceed_max_deliveries(db_dsn: str, q: Queue) -> 
     """Four connections claim with short leases and never ack: every message is handed
     out exactly max_deliveries times in total, then it is dead."""
     max_deliveries, count = 3, 30
-    settings.configure(q, "race", max_deliveries=max_deliveries)
+    q.configure("race", max_deliveries=max_deliveries)
     ids = q.send_many([str(i) for i in range(count)], queue="race")
     deliveries: list[tuple[int, int]] = []
     lock = threading.Lock()
@@ -154,7 +153,7 @@ def dead_letters(q: Queue, conn: Any) -> dict[str, list[int]]:
     """Two dead letters in 'a' (one died 3 hours ago), one in 'b', and live work."""
     out: dict[str, list[int]] = {"a": [], "b": []}
     for queue, n in (("a", 2), ("b", 1)):
-        settings.configure(q, queue, max_deliveries=1)
+        q.configure(queue, max_deliveries=1)
         for i in range(n):
             msg_id = q.send(str(i), queue=queue)
             (m,) = q.claim(queue=queue)

@@ -557,7 +557,7 @@ def test_problems_on_a_healthy_database_prints_nothing_but_a_warning_if_any(
 def test_json_plain_and_table_formats(cli: Cli) -> None:
     as_json = findings(cli("doctor", "--json"))
     assert all(list(f) == ["check", "severity", "summary", "fix"] for f in as_json)
-    assert all(f["severity"] in doctor.SEVERITIES for f in as_json)
+    assert all(f["severity"] in set(doctor.Severity) for f in as_json)
     plain = cli("doctor", "--format", "plain")
     assert plain.exit_code == 0
     assert [line.split("\t") for line in plain.stdout.splitlines()] == [

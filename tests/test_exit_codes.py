@@ -17,7 +17,7 @@ from helpers import UNREACHABLE_DSN, assert_failed, fresh_database
 from typer.testing import CliRunner
 
 from pgq_cli.cli.main import app
-from pgq_cli.core.errors import EXIT_CODE_MEANINGS, ExitCode
+from pgq_cli.core.exitcodes import EXIT_CODE_MEANINGS, ExitCode
 
 
 @pytest.fixture(scope="module")

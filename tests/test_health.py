@@ -387,7 +387,7 @@ def test_estimate_statements_seek_instead_of_scanning(
               "priorities": [p for _ in range(4) for p in range(1, 11)]}
     (plan,) = conn.execute(
         b"EXPLAIN (ANALYZE, FORMAT JSON) "
-        + q._q(getattr(ops_queries, statement)).as_bytes(conn), params
+        + q.compose(getattr(ops_queries, statement)).as_bytes(conn), params
     ).fetchone()  # type: ignore[misc]
     nodes = _plan_nodes(plan[0]["Plan"])
     discarded = sum(int(n.get("Rows Removed by Filter", 0)) * int(n.get("Actual Loops", 1))

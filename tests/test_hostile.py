@@ -16,7 +16,8 @@ from helpers import UNREACHABLE_DSN, assert_failed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pgq_cli.core.queue import MAX_PAYLOAD_BYTES, QUEUE_NAME, Queue
+from pgq_cli.core.checks import MAX_PAYLOAD_BYTES, QUEUE_NAME
+from pgq_cli.core.queue import Queue
 
 HYPOTHESIS = settings(max_examples=150, deadline=None, database=None,
                       suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,49 +1,184 @@
-"""The library API (`pgq_cli.core.queue.Queue`) on its own: no CLI, no printing, no Typer/rich,
-frozen dataclasses, validation before SQL, and the error family at its edge.
+"""The library API (`from pgq_cli import Queue, ...`) on its own: no CLI, no printing, no
+Typer/rich, the layers' import rules, frozen dataclasses, validation before SQL, and the
+error family at its edge.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import importlib.util
 import json
+import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from pgq_cli.core import queue as core
+import pgq_cli
+from pgq_cli.core import checks
 from pgq_cli.core.errors import BadPayload, InvalidInput, NotFound, SchemaMissing
 from pgq_cli.core.queue import Message, Queue
 
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "pgq_cli.core.queue",
-        "pgq_cli.core.queries",
-        "pgq_cli.core.errors",
-        "pgq_cli.core.migrate",
-        "pgq_cli.core.connect",
-    ],
+PACKAGE_DIR = Path(pgq_cli.__file__).parent
+# What each layer may not import, at any depth of its own code (function-level imports too).
+FORBIDDEN = {
+    "core": ("pgq_cli.cli", "pgq_cli.ops", "pgq_cli.bench", "typer", "rich", "tabulate", "click"),
+    "ops": ("pgq_cli.cli", "typer", "rich", "click"),
+}
+# The modules a library user or `pgq --version` can import without loading psycopg.
+LIGHT_MODULES = (
+    "pgq_cli",
+    "pgq_cli.core.exitcodes",
+    "pgq_cli.core.errors",
+    "pgq_cli.core.checks",
+    "pgq_cli.core.states",
+    "pgq_cli.core.settings",
+    "pgq_cli.core.durations",
+    "pgq_cli.core.purge",
 )
-def test_core_modules_do_not_import_typer_or_rich(module: str) -> None:
+
+
+def _modules_of(layer: str) -> list[str]:
+    found = [
+        info.name
+        for info in pkgutil.walk_packages([str(PACKAGE_DIR / layer)], f"pgq_cli.{layer}.")
+    ]
+    assert len(found) >= 5, found  # the walk itself works
+    return sorted(found)
+
+
+def _imported_names(module: str) -> set[str]:
+    """Every module named by an import statement anywhere in `module`'s source."""
+    path = PACKAGE_DIR.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    if not path.exists():
+        path = PACKAGE_DIR.joinpath(*module.split(".")[1:], "__init__.py")
+    package = module.rsplit(".", 1)[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_every_module_of_a_layer_imports_only_what_its_layer_may(layer: str) -> None:
+    bad = {
+        module: sorted(
+            name for name in _imported_names(module)
+            if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[layer])
+        )
+        for module in _modules_of(layer)
+    }
+    assert {m: names for m, names in bad.items() if names} == {}
+
+
+def test_the_layering_check_catches_a_forbidden_import() -> None:
+    """The ast walk sees relative and function-level imports (so the test above can fail)."""
+    assert "typer" in _imported_names("pgq_cli.cli.boundary")
+    names = _imported_names("pgq_cli.cli.connection")
+    assert {"pgq_cli.core.connect", "pgq_cli.core.queue.Queue"} <= names
+
+
+@pytest.mark.parametrize("module", _modules_of("core"))
+def test_core_modules_do_not_load_typer_rich_or_tabulate(module: str) -> None:
+    """At run time too, through third-party imports: each core module in a fresh process."""
     code = (
         f"import {module}, sys; "
-        "leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click'));"
+        "assert 'typer' not in sys.modules and 'rich' not in sys.modules; "
+        "leaked = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('typer', 'rich', 'click', 'tabulate') or m.startswith(('pgq_cli.cli', 'pgq_cli.ops'))); "
         "assert not leaked, leaked"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
-def test_importing_the_core_queue_leaves_typer_and_rich_unloaded() -> None:
+def test_light_modules_load_no_psycopg_and_no_package_metadata() -> None:
     code = (
-        "import pgq_cli.core.queue, sys; "
-        "assert 'typer' not in sys.modules and 'rich' not in sys.modules"
+        f"import {', '.join(LIGHT_MODULES)}, sys; "
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'psycopg' "
+        "or m == 'importlib.metadata'); "
+        "assert not loaded, loaded"
     )
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_psycopg_check_above_can_fail() -> None:
+    code = "import pgq_cli, sys; pgq_cli.Queue; assert 'psycopg' in sys.modules"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_public_name_resolves_from_the_package() -> None:
+    assert "Queue" in pgq_cli.__all__ and "__version__" in pgq_cli.__all__
+    for name in pgq_cli.__all__:
+        assert getattr(pgq_cli, name) is not None, name
+    assert pgq_cli.Queue is Queue
+    assert pgq_cli.InvalidInput is InvalidInput
+    assert pgq_cli.ExitCode.USAGE == 2
+    assert pgq_cli.MAX_PRIORITY == checks.MAX_PRIORITY == 10
+    assert isinstance(pgq_cli.__version__, str) and pgq_cli.__version__
+    assert set(pgq_cli.__all__) <= set(dir(pgq_cli))
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        pgq_cli.Nope  # noqa: B018
+
+
+def test_the_three_lists_of_public_names_agree() -> None:
+    tree = ast.parse((PACKAGE_DIR / "__init__.py").read_text())
+    typed = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        for child in node.body
+        if isinstance(child, ast.ImportFrom)
+        for alias in child.names
+    }
+    lazy = {name for names in pgq_cli._EXPORTS.values() for name in names}
+    assert typed == lazy == set(pgq_cli.__all__) - {"__version__"}
+    assert len(pgq_cli.__all__) == len(set(pgq_cli.__all__))
+
+
+def test_from_pgq_cli_import_star_gives_the_public_names() -> None:
+    code = (
+        "from pgq_cli import *; "
+        "assert Queue.__module__ == 'pgq_cli.core.queue'; "
+        "assert issubclass(StaleLease, PgqError) and State.READY == 'ready'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def _private_members(cls: type) -> set[str]:
+    return {name for name in vars(cls) if name.startswith("_") and not name.startswith("__")}
+
+
+def test_no_private_member_of_queue_is_used_outside_its_module() -> None:
+    """Everything a library user (or ops, bench, the CLI) needs is public on Queue."""
+    private = _private_members(Queue) | {"_q", "_table", "_queues"}
+    assert {"_claim_once", "_explain_missing"} <= private
+    root = PACKAGE_DIR.parent
+    offenders = []
+    for path in sorted([*PACKAGE_DIR.rglob("*.py"), *(root / "tests").glob("*.py"),
+                        *(root / "bench").glob("*.py")]):
+        if path == PACKAGE_DIR / "core" / "queue.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in private
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno} .{node.attr}")
+    assert offenders == []
 
 
 def test_core_prints_nothing(q: Queue, capfd: pytest.CaptureFixture[str]) -> None:
@@ -106,7 +241,7 @@ def test_send_many_keeps_input_order_and_is_all_or_nothing(
         (lambda q: q.send('"\\u0000"'), BadPayload),
         (lambda q: q.send_many(["{}"], priority=11), InvalidInput),
         (lambda q: q.claim(qty=0), InvalidInput),
-        (lambda q: q.claim(qty=core.MAX_QTY + 1), InvalidInput),
+        (lambda q: q.claim(qty=checks.MAX_QTY + 1), InvalidInput),
         (lambda q: q.claim(vt=0), InvalidInput),
         (lambda q: q.claim(min_priority=8, max_priority=3), InvalidInput),
         (lambda q: q.peek(state="nope"), InvalidInput),

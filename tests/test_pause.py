@@ -9,7 +9,6 @@ import psycopg
 import pytest
 from helpers import UNREACHABLE_DSN
 
-from pgq_cli.core import settings
 from pgq_cli.core.queue import Queue
 
 
@@ -22,36 +21,36 @@ def test_pause_blocks_claim_for_every_connection_and_resume_restores(
 ) -> None:
     fill(q, "jobs", [9, 5, 1])
     fill(q, "other", [5])
-    settings.pause(q, "jobs")
+    q.pause("jobs")
     with psycopg.connect(db_dsn, autocommit=True) as c2:
         consumer = Queue(c2)
         assert consumer.claim(queue="jobs", qty=10) == []
         assert len(consumer.claim(queue="other", qty=10)) == 1  # other queues unaffected
-        settings.resume(q, "jobs")
+        q.resume("jobs")
         assert [m.priority for m in consumer.claim(queue="jobs", qty=10)] == [9, 5, 1]
 
 
 def test_pause_band_claims_only_priorities_at_or_above(q: Queue) -> None:
     fill(q, "jobs", [1, 4, 5, 7, 10])
-    settings.pause(q, "jobs", below_priority=5)
+    q.pause("jobs", below_priority=5)
     assert [m.priority for m in q.claim(queue="jobs", qty=10)] == [10, 7, 5]
     assert q.claim(queue="jobs", qty=10) == []
     # An explicit band inside the paused one still gets nothing.
     assert q.claim(queue="jobs", qty=10, max_priority=4) == []
-    settings.resume(q, "jobs")
+    q.resume("jobs")
     assert [m.priority for m in q.claim(queue="jobs", qty=10)] == [4, 1]
 
 
 def test_pause_replaces_band_and_resume_clears_both(q: Queue) -> None:
     fill(q, "jobs", [9, 2])
-    settings.pause(q, "jobs", below_priority=5)
-    whole = settings.pause(q, "jobs")
+    q.pause("jobs", below_priority=5)
+    whole = q.pause("jobs")
     assert (whole.paused, whole.paused_below_priority) == (True, None)
     assert q.claim(queue="jobs", qty=10) == []
-    band = settings.pause(q, "jobs", below_priority=3)
+    band = q.pause("jobs", below_priority=3)
     assert (band.paused, band.paused_below_priority) == (False, 3)
     assert [m.priority for m in q.claim(queue="jobs", qty=10)] == [9]
-    resumed = settings.resume(q, "jobs")
+    resumed = q.resume("jobs")
     assert (resumed.paused, resumed.paused_below_priority) == (False, None)
     assert [m.priority for m in q.claim(queue="jobs", qty=10)] == [2]
 
@@ -59,7 +58,7 @@ def test_pause_replaces_band_and_resume_clears_both(q: Queue) -> None:
 def test_pause_does_not_touch_leases_or_sending(q: Queue) -> None:
     (msg_id,) = fill(q, "jobs", [5])
     (held,) = q.claim(queue="jobs")
-    settings.pause(q, "jobs")
+    q.pause("jobs")
     assert q.extend(msg_id, vt=60, lease=held.lease).msg_id == msg_id
     assert q.ack([msg_id], lease=held.lease) == [msg_id]
     fill(q, "jobs", [5])
@@ -70,7 +69,7 @@ def test_paused_queue_keeps_delayed_and_expired_work_unclaimed(q: Queue, conn: A
     (msg_id,) = fill(q, "jobs", [5])
     q.claim(queue="jobs")
     conn.execute("UPDATE pgq.messages SET vt = now() - interval '1 s'")
-    settings.pause(q, "jobs")
+    q.pause("jobs")
     assert q.claim(queue="jobs") == []
     (expired,) = q.peek(queue="jobs", state="ready")  # returned to ready, not handed out
     assert expired.msg_id == msg_id and expired.read_ct == 1

@@ -28,6 +28,7 @@ from conftest import Cli
 from helpers import UNREACHABLE_DSN
 
 from pgq_cli.core.queue import PriorityStats, QueueStats
+from pgq_cli.core.states import EFFECTIVE_STATES
 from pgq_cli.ops import prometheus
 from pgq_cli.ops import thresholds as health
 
@@ -163,7 +164,7 @@ def assert_dataset(families: dict[str, Family], *, schema: str = "pgq") -> None:
     expected = {
         (schema, q, str(p), state): float(n)
         for (q, p), counts in COUNTS.items()
-        for state, n in zip(prometheus.STATES, counts, strict=True)
+        for state, n in zip(EFFECTIVE_STATES, counts, strict=True)
     }
     assert messages.by("schema", "queue", "priority", "state") == expected
     by_group = ("schema", "queue", "priority")
@@ -216,7 +217,7 @@ def test_exposition_of_one_queue_and_of_an_empty_schema(
     assert result.exit_code == 0, result.stderr
     families = parse_exposition(result.stdout)
     assert families["pgq_messages"].by("queue", "priority", "state") == {
-        ("other", "5", s): float(n) for s, n in zip(prometheus.STATES, COUNTS[("other", 5)],
+        ("other", "5", s): float(n) for s, n in zip(EFFECTIVE_STATES, COUNTS[("other", 5)],
                                                    strict=True)
     }
     assert families["pgq_paused"].value(schema="pgq", queue="other", priority="5") == 1

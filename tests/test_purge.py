@@ -18,7 +18,6 @@ from helpers import UNREACHABLE_DSN, assert_failed
 
 from pgq_cli.core.errors import InvalidInput
 from pgq_cli.core.queue import Queue
-from pgq_cli.ops import purge as purge_core
 
 # A closed port: a command that tries to connect exits 69, so an exit 2 with this DSN
 # proves the input was refused before any connection.
@@ -302,13 +301,13 @@ def test_all_deletes_every_state_of_that_queue_only(
 def test_library_refuses_the_same_things(q: Queue, conn: psycopg.Connection[Any]) -> None:
     before = insert(conn, "jobs", 3)
     with pytest.raises(InvalidInput, match="without a filter"):
-        purge_core.purge(q, "jobs")
+        q.purge("jobs")
     with pytest.raises(InvalidInput, match="cannot be combined"):
-        purge_core.purge(q, "jobs", everything=True, states=["ready"])
+        q.purge("jobs", everything=True, states=["ready"])
     with pytest.raises(InvalidInput, match="batch must be"):
-        purge_core.purge(q, "jobs", everything=True, batch=0)
+        q.purge("jobs", everything=True, batch=0)
     with pytest.raises(InvalidInput, match="unknown state"):
-        purge_core.purge(q, "jobs", states=["gone"])
+        q.purge("jobs", states=["gone"])
     assert remaining(conn) == before
 
 
@@ -370,13 +369,13 @@ def test_max_runtime_budget_is_checked_after_every_batch(
 ) -> None:
     insert(conn, "jobs", 50)
     ticks = iter(range(0, 1000, 2))  # every look at the clock: two more seconds
-    result = purge_core.purge(
-        q, "jobs", everything=True, batch=10, max_runtime=5, clock=lambda: float(next(ticks))
+    result = q.purge(
+        "jobs", everything=True, batch=10, max_runtime=5, clock=lambda: float(next(ticks))
     )
     # Checked at 2 s and 4 s (go on), at 6 s (stop): three batches.
     assert (result.deleted, result.batches, result.stopped_early) == (30, (10, 10, 10), True)
     assert len(remaining(conn)) == 20
-    rest = purge_core.purge(q, "jobs", everything=True, batch=10, max_runtime=60)
+    rest = q.purge("jobs", everything=True, batch=10, max_runtime=60)
     assert (rest.deleted, rest.batches, rest.stopped_early) == (20, (10, 10), False)
     assert remaining(conn) == []
 

@@ -14,7 +14,6 @@ from helpers import UNREACHABLE_DSN
 
 from pgq_cli.cli import completion
 from pgq_cli.cli.completion import complete_queue
-from pgq_cli.core import settings
 from pgq_cli.core.queue import Queue
 
 
@@ -29,8 +28,8 @@ def named_queues(q: Queue) -> list[str]:
     (held,) = q.claim(queue="orders") or [None]
     assert held is not None  # 'orders' now has only a leased message
     q.send("3", queue="other")
-    settings.configure(q, "outbox", max_deliveries=1)  # settings only
-    settings.configure(q, "poison", max_deliveries=1)
+    q.configure("outbox", max_deliveries=1)  # settings only
+    q.configure("poison", max_deliveries=1)
     q.send("4", queue="poison")
     q.requeue([q.claim(queue="poison")[0].msg_id])  # only a dead letter
     return ["orders", "orders.eu", "other", "outbox", "poison"]

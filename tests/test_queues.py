@@ -9,7 +9,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgq_cli.core import settings
 from pgq_cli.core.queue import Queue
 
 
@@ -18,9 +17,9 @@ def test_queues_lists_settings_and_depth(q: Queue, conn: Any, cli: Any) -> None:
     q.send("4", queue="alpha", delay=60)
     (held,) = q.claim(queue="alpha")
     q.send("5", queue="beta")
-    settings.configure(q, "gamma", max_deliveries=4)  # settings, no messages
-    settings.pause(q, "beta", below_priority=3)
-    settings.configure(q, "delta", max_deliveries=1)
+    q.configure("gamma", max_deliveries=4)  # settings, no messages
+    q.pause("beta", below_priority=3)
+    q.configure("delta", max_deliveries=1)
     q.send("6", queue="delta")
     q.requeue([q.claim(queue="delta")[0].msg_id])  # goes dead
     conn.execute("UPDATE pgq.messages SET vt = now() - interval '1 s' WHERE msg_id = %s",

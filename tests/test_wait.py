@@ -17,9 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgq_cli.core import settings
 from pgq_cli.core.queue import Queue
-from pgq_cli.core.waiting import claim_wait
 
 LONG_WAIT_S = 30.0  # a waiter that runs this long was not woken
 
@@ -47,7 +45,7 @@ def test_wait_wakes_on_a_send_from_another_connection(db_dsn: str, q: Queue) -> 
     sender = later(0.3, send_from_another_connection(db_dsn, "jobs"))
     started = time.monotonic()
     # poll far longer than the wait: only a NOTIFY can end it early
-    found = claim_wait(q, wait=LONG_WAIT_S, queue="jobs", poll=LONG_WAIT_S)
+    found = q.claim(wait=LONG_WAIT_S, queue="jobs", poll=LONG_WAIT_S)
     elapsed = time.monotonic() - started
     sender.join()
     assert [m.payload for m in found] == ["hello"]
@@ -58,7 +56,7 @@ def test_wait_wakes_on_a_send_from_another_connection(db_dsn: str, q: Queue) -> 
 def test_wait_ignores_other_queues_and_times_out(db_dsn: str, q: Queue) -> None:
     sender = later(0.2, send_from_another_connection(db_dsn, "other"))
     started = time.monotonic()
-    found = claim_wait(q, wait=1.5, queue="jobs")
+    found = q.claim(wait=1.5, queue="jobs")
     elapsed = time.monotonic() - started
     sender.join()
     assert found == []
@@ -69,7 +67,7 @@ def test_wait_ignores_other_queues_and_times_out(db_dsn: str, q: Queue) -> None:
 def test_wait_picks_up_a_delayed_message_coming_due_by_polling(q: Queue) -> None:
     q.send('"later"', queue="jobs", delay=1.0)
     started = time.monotonic()
-    found = claim_wait(q, wait=LONG_WAIT_S, queue="jobs", poll=LONG_WAIT_S)
+    found = q.claim(wait=LONG_WAIT_S, queue="jobs", poll=LONG_WAIT_S)
     elapsed = time.monotonic() - started
     assert [m.payload for m in found] == ["later"]
     assert 0.9 <= elapsed < LONG_WAIT_S / 3  # woken by the next-due time, not the poll
@@ -80,22 +78,22 @@ def test_wait_picks_up_an_expired_lease(db_dsn: str, q: Queue) -> None:
         other = Queue(c2)
         q.send('"work"', queue="jobs")
         (first,) = other.claim(queue="jobs", vt=1.0)  # this consumer then "dies"
-    found = claim_wait(q, wait=LONG_WAIT_S, queue="jobs", poll=0.2)
+    found = q.claim(wait=LONG_WAIT_S, queue="jobs", poll=0.2)
     assert [(m.msg_id, m.read_ct) for m in found] == [(first.msg_id, 2)]
     assert found[0].lease != first.lease
 
 
 def test_wait_wakes_when_a_paused_queue_is_resumed(db_dsn: str, q: Queue) -> None:
     q.send('"held"', queue="jobs")
-    settings.pause(q, "jobs")
+    q.pause("jobs")
 
     def resume() -> None:
         with psycopg.connect(db_dsn, autocommit=True) as c:
-            settings.resume(Queue(c), "jobs")
+            Queue(c).resume("jobs")
 
     resumer = later(0.5, resume)
     started = time.monotonic()
-    found = claim_wait(q, wait=LONG_WAIT_S, queue="jobs", poll=LONG_WAIT_S)
+    found = q.claim(wait=LONG_WAIT_S, queue="jobs", poll=LONG_WAIT_S)
     resumer.join()
     assert [m.payload for m in found] == ["held"]
     assert 0.4 <= time.monotonic() - started < LONG_WAIT_S / 3
@@ -107,7 +105,7 @@ def test_many_waiters_each_get_a_different_message(db_dsn: str) -> None:
 
     def waiter() -> None:
         with psycopg.connect(db_dsn, autocommit=True) as c:
-            got = claim_wait(Queue(c), wait=20, queue="jobs", poll=0.5)
+            got = Queue(c).claim(wait=20, queue="jobs", poll=0.5)
         with lock:
             results.append([m.msg_id for m in got])
 

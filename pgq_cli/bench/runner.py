@@ -30,8 +30,10 @@ from psycopg import sql
 
 from ..core import migrate as migrator
 from ..core import queries
-from ..core.errors import NothingDone, PgqError, translated
-from ..core.queue import MAX_PRIORITY, MIN_PRIORITY, Queue
+from ..core.checks import MAX_PRIORITY, MIN_PRIORITY
+from ..core.errors import NothingDone, PgqError
+from ..core.queue import Queue
+from ..core.translate import translated
 from . import schema as bench_sql
 
 DEFAULT_INFLIGHT = (0, 10_000, 100_000, 1_000_000)
@@ -471,13 +473,23 @@ def scratch_schema_name() -> str:
 
 
 def create_scratch(conn: psycopg.Connection[Any], schema: str, *, naive: bool) -> None:
-    """Migrate a fresh scratch schema with the real migrator (and the naive table)."""
+    """Migrate a fresh scratch schema with the real migrator (and the naive table, with the
+    storage parameters the migrations gave the real one)."""
     migrator.migrate(conn, schema)
     if naive:
         design = NaiveDesign(schema)
         with translated(), conn.transaction():
             conn.execute(design.q(bench_sql.CREATE_NAIVE))
             conn.execute(design.q(bench_sql.CREATE_NAIVE_INDEX))
+            real = {"table": f"{schema}.messages"}
+            for name, value in conn.execute(bench_sql.STORAGE_PARAMETERS, real).fetchall():
+                conn.execute(
+                    sql.SQL(bench_sql.SET_STORAGE_PARAMETER).format(
+                        naive=sql.Identifier(*design.table().split(".")),
+                        name=sql.Identifier(name),
+                        value=sql.Literal(value),
+                    )
+                )
 
 
 def drop_scratch(conn: psycopg.Connection[Any], schema: str) -> None:

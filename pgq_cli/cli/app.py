@@ -12,8 +12,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from .. import __version__
-from ..core.errors import EXIT_CODE_MEANINGS, ExitCode
+import pgq_cli
+
+from ..core.exitcodes import EXIT_CODE_MEANINGS, ExitCode
 from . import output
 from .boundary import state, usage_error
 
@@ -68,7 +69,7 @@ class PgqGroup(TyperGroup):
 
 def _version(value: bool) -> None:
     if value:
-        output.text(f"pgq {__version__}\n")
+        output.text(f"pgq {pgq_cli.__version__}\n")  # read only when asked
         raise typer.Exit()
 
 

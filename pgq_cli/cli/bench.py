@@ -15,7 +15,8 @@ import typer
 
 from ..bench import runner as bench
 from ..core import connect
-from ..core.errors import ExitCode, InvalidInput, PgqError
+from ..core.errors import InvalidInput, PgqError
+from ..core.exitcodes import ExitCode
 from . import output as render
 from .boundary import boundary, say
 from .connection import open_target

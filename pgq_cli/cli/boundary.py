@@ -9,6 +9,7 @@ masked even then. Opening the connection a command runs on is `connection.py`.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -18,7 +19,16 @@ from typing import Any
 import psycopg
 import typer
 
-from ..core.errors import ExitCode, PgqError, redact, translate
+from ..core.errors import (
+    ConnectFailed,
+    PermissionDenied,
+    PgqError,
+    SchemaForeign,
+    SchemaMissing,
+    redact,
+)
+from ..core.exitcodes import ExitCode
+from ..core.translate import translate
 from .output import stderr
 
 
@@ -37,10 +47,52 @@ def say(message: str) -> None:
     stderr.print(redact(message, state.secrets), markup=False)
 
 
+# The library's errors name its parameters (`PgqError.params`); the CLI says the flag or
+# command that sets each. Parameters a CLI user types under the same name are not here.
+FLAG_OF_PARAM = {
+    "older_than": "--older-than",
+    "min_priority": "--min-priority",
+    "max_priority": "--max-priority",
+    "below_priority": "--below-priority",
+    "below_priority=None": "no --below-priority",
+    "max_deliveries": "--max-deliveries",
+    "max_deliveries=None": "--unlimited",
+    "max_runtime": "--max-runtime",
+    "wait": "--wait",
+    "dedup_key": "--dedup-key",
+    "dedup_window": "--dedup-window",
+    "states": "--state",
+    "everything=True": "--all",
+    "redrive_dead()": "`pgq requeue --dead`",
+}
+
+
+# The CLI's hint for an error that carries its class's default (library) hint.
+CLI_HINTS: dict[type[PgqError], str] = {
+    ConnectFailed: "check that the server is up and --dsn/PGQ_DSN points at it",
+    PermissionDenied: "this role may not do that; see `pgq migrate --print-grants`",
+    SchemaMissing: "run `pgq migrate`",
+    SchemaForeign: "choose another schema with --schema or PGQ_SCHEMA",
+}
+
+
+def in_cli_words(text: str, params: tuple[str, ...]) -> str:
+    """`text` with each of the library's parameter names in `params` said as its flag."""
+    for param in sorted(params, key=len, reverse=True):  # `x=None` before `x`
+        flag = FLAG_OF_PARAM.get(param)
+        if flag is not None:
+            text = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w=(])", flag, text)
+    return text
+
+
 def fail(error: PgqError) -> typer.Exit:
     """Print a PgqError as one line; return the Exit to raise."""
-    hint = f" — {error.hint}" if error.hint else ""
-    line = f"pgq: error: {error.message}{hint}".replace("\n", " ")
+    message = in_cli_words(error.message, error.params)
+    said = error.hint
+    if said == type(error).hint and type(error) in CLI_HINTS:
+        said = CLI_HINTS[type(error)]
+    hint = f" — {in_cli_words(said, error.params)}" if said else ""
+    line = f"pgq: error: {message}{hint}".replace("\n", " ")
     stderr.print(redact(line, state.secrets), markup=False)
     return typer.Exit(int(error.exit_code))
 

@@ -16,7 +16,8 @@ import psycopg
 import typer
 
 from ..core import connect
-from ..core.queue import DEFAULT_SCHEMA, Queue
+from ..core.checks import DEFAULT_SCHEMA
+from ..core.queue import Queue
 
 CONNECT_TIMEOUT_S = 2  # libpq's minimum
 STATEMENT_TIMEOUT_MS = 1000
@@ -44,9 +45,7 @@ def queue_names_from(dsn: str | None, schema: str, prefix: str) -> list[str]:
                         " set_config('statement_timeout', %s, false)",
                         (f"{STATEMENT_TIMEOUT_MS}ms",),
                     )
-                    from ..core.settings import queue_names
-
-                    found.extend(queue_names(Queue(conn, schema), prefix))
+                    found.extend(Queue(conn, schema).queue_names(prefix))
         except Exception:
             found.clear()
 

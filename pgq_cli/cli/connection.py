@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from ..core import connect, reconnect
+from ..core.checks import DEFAULT_SCHEMA
 from ..core.errors import ConnectFailed
-from ..core.queue import DEFAULT_SCHEMA, Queue
+from ..core.queue import Queue
 from .boundary import boundary, say, state
 
 

@@ -15,6 +15,7 @@ import uuid
 
 import typer
 
+from ..core import checks
 from ..core import migrate as migrator
 from ..core import queue as core
 from ..core.errors import PgqError, StaleLease
@@ -42,7 +43,7 @@ def _compact(payload: object) -> str:
 
 
 @commands.command()
-def demo(dsn: DsnOpt = "", schema: SchemaOpt = core.DEFAULT_SCHEMA) -> None:
+def demo(dsn: DsnOpt = "", schema: SchemaOpt = checks.DEFAULT_SCHEMA) -> None:
     """A short tour: migrate, send with priorities, claim in order, leases, stats.
 
     Works with zero configuration on the embedded PostgreSQL. Uses a queue of its own
@@ -90,7 +91,7 @@ def demo(dsn: DsnOpt = "", schema: SchemaOpt = core.DEFAULT_SCHEMA) -> None:
         line(f"6. at-least-once: the leases were {SHORT_LEASE_S:g} s; after they run out "
              "the messages come back:")
         time.sleep(SHORT_LEASE_S + 0.2)
-        again = q.claim(queue=queue, qty=len(sent), vt=core.DEFAULT_VT_S)
+        again = q.claim(queue=queue, qty=len(sent), vt=checks.DEFAULT_VT_S)
         for message in again:
             line(f"   msg {message.msg_id}  priority {message.priority}  "
                  f"delivery {message.read_ct}")

@@ -13,11 +13,11 @@ from typing import Annotated
 
 import typer
 
-from ..core import queue as core
-from ..core import waiting
+from ..core import checks
 from ..core.connect import DEFAULT_STATEMENT_TIMEOUT_MS
 from ..core.durations import parse_duration
 from ..core.errors import EmptyClaim, InvalidInput, NothingDone
+from ..core.queue import Message, Queue
 from . import output as render
 from .boundary import boundary, say
 from .connection import run_reconnecting, session
@@ -66,8 +66,8 @@ def send(
         str | None,
         typer.Argument(help="JSON payload; '-' reads one payload from stdin.", show_default=False),
     ] = None,
-    queue: QueueOpt = core.DEFAULT_QUEUE,
-    priority: PriorityOpt = core.DEFAULT_PRIORITY,
+    queue: QueueOpt = checks.DEFAULT_QUEUE,
+    priority: PriorityOpt = checks.DEFAULT_PRIORITY,
     delay: Annotated[
         float, typer.Option("--delay", help="Seconds before it can be claimed.")
     ] = 0.0,
@@ -89,7 +89,7 @@ def send(
         ),
     ] = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
     """Send messages; print their msg ids. Priority 10 is most urgent.
@@ -100,26 +100,29 @@ def send(
     """
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
-        core.check_queue(queue)
-        core.check_priority(priority)
-        core.check_seconds(delay, "delay")
+        checks.check_queue(queue)
+        checks.check_priority(priority)
+        checks.check_seconds(delay, "delay")
         if (payload is None) == (file is None):
             raise InvalidInput("give one PAYLOAD or --file", hint="see 'pgq send --help'")
         if dedup_key is not None:
-            core.check_dedup_key(dedup_key)
+            checks.check_dedup_key(dedup_key)
             if file is not None:
                 raise InvalidInput(
                     "--dedup-key is for one PAYLOAD, not --file",
                     hint="send each message with its own key",
                 )
         if file is not None:
-            payloads, line_numbers = _read_ndjson(file)
-            for text, number in zip(payloads, line_numbers, strict=True):
-                core.check_payload(text, where=f"line {number}")
+            lines, line_numbers = _read_ndjson(file)
+            # Checked once here, before connecting; send_many sees them checked.
+            payloads = [
+                checks.check_payload(text, where=f"line {number}")
+                for text, number in zip(lines, line_numbers, strict=True)
+            ]
         else:
             assert payload is not None
             text = sys.stdin.read() if payload == "-" else payload
-            payloads = [core.check_payload(text.strip() if payload == "-" else text)]
+            payloads = [checks.check_payload(text.strip() if payload == "-" else text)]
     with session("send", dsn, schema) as q:
         if file is not None:
             ids = q.send_many(payloads, queue=queue, priority=priority, delay=delay)
@@ -140,17 +143,17 @@ def send(
 
 @commands.command()
 def claim(
-    queue: QueueOpt = core.DEFAULT_QUEUE,
+    queue: QueueOpt = checks.DEFAULT_QUEUE,
     qty: Annotated[int, typer.Option("--qty", "-n", help="At most this many messages.")] = 1,
     vt: Annotated[
         float, typer.Option("--vt", help="Lease (visibility timeout) in seconds.")
-    ] = core.DEFAULT_VT_S,
+    ] = checks.DEFAULT_VT_S,
     min_priority: Annotated[
         int, typer.Option("--min-priority", help="Only claim priority >= this.")
-    ] = core.MIN_PRIORITY,
+    ] = checks.MIN_PRIORITY,
     max_priority: Annotated[
         int, typer.Option("--max-priority", help="Only claim priority <= this.")
-    ] = core.MAX_PRIORITY,
+    ] = checks.MAX_PRIORITY,
     fail_if_empty: Annotated[
         bool, typer.Option("--fail-if-empty", help="Exit 3 when nothing was claimed.")
     ] = False,
@@ -164,7 +167,7 @@ def claim(
     ] = 0.0,
     reconnect_timeout: ReconnectTimeoutOpt = DEFAULT_RECONNECT_TIMEOUT,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
     statement_timeout: StatementTimeoutOpt = DEFAULT_STATEMENT_TIMEOUT_MS,
@@ -181,23 +184,20 @@ def claim(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
-        core.check_qty(qty)
-        core.check_seconds(vt, "vt", allow_zero=False)
-        core.check_priority(min_priority)
-        core.check_priority(max_priority)
-        if min_priority > max_priority:
-            raise InvalidInput("--min-priority is above --max-priority")
-        waiting.check_wait(wait)
+        checks.check_queue(queue)
+        checks.check_qty(qty)
+        checks.check_seconds(vt, "vt", allow_zero=False)
+        checks.check_priority_range(min_priority, max_priority)
+        checks.check_wait(wait)
         reconnect_s = parse_duration(reconnect_timeout, "--reconnect-timeout")
     bounds = {"min_priority": min_priority, "max_priority": max_priority}
     if wait > 0:
         deadline = time.monotonic() + wait
 
-        def wait_for_work(q: core.Queue) -> list[core.Message]:
+        def wait_for_work(q: Queue) -> list[Message]:
             # After a reconnect the wait goes on for what is left of it (at least one claim).
             left = max(deadline - time.monotonic(), 0.0)
-            return waiting.claim_wait(q, wait=left, queue=queue, qty=qty, vt=vt, **bounds)
+            return q.claim(queue=queue, qty=qty, vt=vt, **bounds, wait=left)
 
         found = run_reconnecting(
             "claim",
@@ -218,7 +218,7 @@ def claim(
 
 @commands.command()
 def peek(
-    queue: QueueOpt = core.DEFAULT_QUEUE,
+    queue: QueueOpt = checks.DEFAULT_QUEUE,
     limit: Annotated[int, typer.Option("--limit", "-l", help="At most this many.")] = 10,
     state: Annotated[
         str,
@@ -227,18 +227,16 @@ def peek(
         ),
     ] = "ready",
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """Show messages in claim order without claiming them or touching any lease."""
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
-        if state not in (*core.STATES, "all"):
-            raise InvalidInput(f"unknown state {state!r}", hint="use " + " | ".join(core.STATES))
-        if not 1 <= limit <= core.MAX_QTY:
-            raise InvalidInput(f"limit must be 1..{core.MAX_QTY}, not {limit}")
+        checks.check_queue(queue)
+        checks.check_peek_state(state)
+        checks.check_qty(limit, "limit")
     with session("peek", dsn, schema) as q:
         render.messages(q.peek(queue=queue, limit=limit, state=state), fmt, title=queue)
 
@@ -251,14 +249,14 @@ def ack(
     msg_ids: MsgIdsArg,
     lease: LeaseOpt = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
     """Acknowledge (delete) messages. Exit 3 if an id is unknown or its lease is stale."""
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
-        core.check_ids(msg_ids)
-        core.check_lease(lease)
+        checks.check_ids(msg_ids)
+        checks.check_lease(lease)
     with session("ack", dsn, schema) as q:
         try:
             acked = q.ack(msg_ids, lease=lease)
@@ -308,7 +306,7 @@ def requeue(
         bool, typer.Option("--all", help="With --dead: every dead letter, no filter needed.")
     ] = False,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
     """Give messages back to the queue (read_ct is kept), now or after --delay.
@@ -321,11 +319,11 @@ def requeue(
         if [bool(msg_ids), expired, dead].count(True) != 1:
             raise InvalidInput("give MSG_IDs, --expired or --dead")
         if queue is not None:
-            core.check_queue(queue)
+            checks.check_queue(queue)
         if msg_ids:
-            core.check_ids(msg_ids)
-            core.check_lease(lease)
-            core.check_seconds(delay, "delay")
+            checks.check_ids(msg_ids)
+            checks.check_lease(lease)
+            checks.check_seconds(delay, "delay")
         age = _check_redrive(dead, older_than, limit, all_dead, has_queue=queue is not None)
     with session("requeue", dsn, schema) as q:
         if expired:
@@ -364,7 +362,7 @@ def _check_redrive(
         raise InvalidInput(f"--limit must be >= 1, not {limit}")
     age = None if older_than is None else parse_duration(older_than, "--older-than")
     if age is not None:
-        core.check_age(age)
+        checks.check_age(age)
     if not (all_dead or has_queue or age is not None or limit is not None):
         raise InvalidInput(
             "refusing to redrive every dead letter of every queue",
@@ -379,15 +377,15 @@ def extend(
     vt: Annotated[float, typer.Option("--vt", help="New lease: this many seconds from now.")],
     lease: LeaseOpt = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """Extend a lease you hold (a heartbeat for long work). Exit 3 if it is not current."""
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_ids([msg_id])
-        core.check_lease(lease)
-        core.check_seconds(vt, "vt", allow_zero=False)
+        checks.check_ids([msg_id])
+        checks.check_lease(lease)
+        checks.check_seconds(vt, "vt", allow_zero=False)
     with session("extend", dsn, schema) as q:
         render.messages([q.extend(msg_id, vt=vt, lease=lease)], fmt)

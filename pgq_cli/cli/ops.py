@@ -12,11 +12,13 @@ from typing import Annotated
 
 import typer
 
+from ..core import purge as purge_core
+from ..core.checks import DEFAULT_QUEUE, DEFAULT_SCHEMA, check_queue
 from ..core.durations import parse_duration
-from ..core.errors import ExitCode, InvalidInput
-from ..core.queue import DEFAULT_QUEUE, DEFAULT_SCHEMA, Queue, check_queue
+from ..core.errors import InvalidInput
+from ..core.exitcodes import ExitCode
+from ..core.queue import Queue
 from ..ops import doctor as doctor_core
-from ..ops import purge as purge_core
 from ..ops import watch as watch_core
 from . import output as render
 from .boundary import boundary, say
@@ -88,13 +90,10 @@ def purge(
         runtime = (
             parse_duration(max_runtime, "--max-runtime") if max_runtime is not None else None
         )
-        if runtime is not None and runtime <= 0:
-            raise InvalidInput("--max-runtime must be more than 0")
         # The library's own checks, before connecting: exit 2 even with the database down.
         states = purge_core.check_request(queue, state or [], age, everything, batch, runtime)
     with session("purge", dsn, schema, statement_timeout_ms=statement_timeout) as q:
-        result = purge_core.purge(
-            q,
+        result = q.purge(
             queue,
             states=states or (),
             older_than=age,
@@ -143,9 +142,9 @@ def watch(
             show_default=False,
         ),
     ] = None,
+    reconnect_timeout: ReconnectTimeoutOpt = DEFAULT_RECONNECT_TIMEOUT,
     dsn: DsnOpt = "",
     schema: SchemaOpt = DEFAULT_SCHEMA,
-    reconnect_timeout: ReconnectTimeoutOpt = DEFAULT_RECONNECT_TIMEOUT,
     json_out: JsonOpt = False,
 ) -> None:
     """Live view: depth per priority and state, claim/send/ack rates, oldest ready age.
@@ -194,9 +193,7 @@ def watch(
         )
 
     with render.watch_frames(fmt, queue=queue) as show:
-        run_reconnecting(
-            "watch", dsn, schema, watch_frames, reconnect_timeout_s=reconnect_s
-        )
+        run_reconnecting("watch", dsn, schema, watch_frames, reconnect_timeout_s=reconnect_s)
 
 
 # ----------------------------------------------------------------------------- doctor

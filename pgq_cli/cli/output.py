@@ -31,10 +31,11 @@ from rich.text import Text
 from tabulate import tabulate
 
 from ..bench.runner import BenchResult, ProgressCallback
+from ..core.checks import MAX_PRIORITY
 from ..core.migrate import MigrationStatus
-from ..core.queue import MAX_PRIORITY, Message, QueueStats
+from ..core.queue import Message, QueueStats
+from ..core.states import EFFECTIVE_STATES
 from ..ops.doctor import Finding
-from ..ops.watch import STATES as WATCH_STATES
 from ..ops.watch import Frame
 
 # stderr is talk: status lines, warnings, errors. Never data. Only the error boundary
@@ -331,7 +332,7 @@ def watch_view(
     )
     table.add_column("queue")
     table.add_column("prio", justify="right")
-    for state in WATCH_STATES:
+    for state in EFFECTIVE_STATES:
         table.add_column(state, justify="right")
     table.add_column("oldest", justify="right")
     table.add_column("paused")
@@ -342,7 +343,7 @@ def watch_view(
         table.add_row(
             r.queue,
             str(r.priority),
-            *(f"{getattr(r, s):,}" for s in WATCH_STATES),
+            *(f"{getattr(r, s):,}" for s in EFFECTIVE_STATES),
             _age_with_unit(r.oldest_ready_age_s),
             "yes" if r.paused else "",
             Text(bar, style="green"),

@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..core import queue as core
-from ..core import settings as core_settings
+from ..core import checks
 from . import output as render
 from .boundary import boundary, say
 from .connection import session
@@ -33,7 +32,7 @@ def pause(
         ),
     ] = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
@@ -44,10 +43,10 @@ def pause(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
-        core_settings.check_below_priority(below_priority)
+        checks.check_queue(queue)
+        checks.check_below_priority(below_priority)
     with session("pause", dsn, schema) as q:
-        result = core_settings.pause(q, queue, below_priority=below_priority)
+        result = q.pause(queue, below_priority=below_priority)
         render.queue_settings(result.to_json(), fmt)
 
 
@@ -55,16 +54,16 @@ def pause(
 def resume(
     queue: QueueArg,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """Lift a pause (whole queue and band) and wake waiting claimers."""
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
+        checks.check_queue(queue)
     with session("resume", dsn, schema) as q:
-        result = core_settings.resume(q, queue)
+        result = q.resume(queue)
         if result.updated_at is None:
             say(f"pgq: queue {queue!r} was not paused")
         render.queue_settings(result.to_json(), fmt)

@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..core import queue as core
-from ..core import settings as core_settings
+from ..core import checks
 from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
 from . import output as render
@@ -33,14 +32,14 @@ commands.add_typer(queue_app)
 @commands.command()
 def queues(
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """List queues (with messages or settings): max deliveries, pause, depth by state."""
     fmt = render.resolve_format(fmt, json_out)
     with session("queues", dsn, schema) as q:
-        found = [info.to_json() for info in core_settings.list_queues(q)]
+        found = [info.to_json() for info in q.queues()]
     render.queue_list(found, fmt)
 
 
@@ -71,7 +70,7 @@ def config(
         bool, typer.Option("--show-dedup-window", help="Show the queue's dedup window.")
     ] = False,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
@@ -87,30 +86,31 @@ def config(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        core.check_queue(queue)
+        checks.check_queue(queue)
         if max_deliveries is not None and unlimited:
             raise InvalidInput("give --max-deliveries or --unlimited, not both")
-        core_settings.check_max_deliveries(max_deliveries)
+        checks.check_max_deliveries(max_deliveries)
         window_s = None
         if dedup_window is not None:
-            window_s = parse_duration(dedup_window, "--dedup-window")
-            core.check_seconds(window_s, "--dedup-window", allow_zero=False)
+            window_s = checks.check_dedup_window(
+                parse_duration(dedup_window, "--dedup-window")
+            )
         dedup_only = window_s is not None or show_dedup_window
         if dedup_only and (max_deliveries is not None or unlimited):
             raise InvalidInput("set the dedup window on its own, not with --max-deliveries")
     if dedup_only:
         with session("queue config", dsn, schema) as q:
             if window_s is None:
-                window = core_settings.get_dedup_window(q, queue)
+                window = q.dedup_window(queue)
             else:
-                window = core_settings.set_dedup_window(q, queue, window_s)
+                window = q.set_dedup_window(queue, window_s)
             render.one(window.to_json(), fmt)
         return
     with session("queue config", dsn, schema) as q:
         if max_deliveries is None and not unlimited:
-            render.queue_settings(core_settings.get(q, queue).to_json(), fmt)
+            render.queue_settings(q.settings(queue).to_json(), fmt)
             return
-        result = core_settings.configure(q, queue, max_deliveries=max_deliveries)
+        result = q.configure(queue, max_deliveries=max_deliveries)
         if result.moved_to_dead:
             say(
                 f"pgq: {result.moved_to_dead} waiting message(s) of {queue!r} had already "

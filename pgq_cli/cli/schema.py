@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ..core import checks
 from ..core import migrate as migrator
-from ..core import queue as core
 from ..ops.grants import DEFAULT_ROLE_PREFIX, grant_sql
 from . import output as render
 from .boundary import boundary, say
@@ -49,7 +49,7 @@ def migrate(
         int, typer.Option("--lock-timeout", help="lock_timeout in milliseconds (exit 75).")
     ] = MIGRATE_LOCK_TIMEOUT_MS,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:

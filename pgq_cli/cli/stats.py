@@ -14,8 +14,9 @@ from typing import Annotated
 
 import typer
 
-from ..core import queue as core
-from ..core.errors import ExitCode, InvalidInput
+from ..core import checks
+from ..core.errors import InvalidInput
+from ..core.exitcodes import ExitCode
 from ..core.queue import Queue
 from ..ops import estimate as estimate_core
 from ..ops import prometheus
@@ -160,7 +161,7 @@ def stats(
         str | None, typer.Option("--queue", "-q", help="Only this queue.")
     ] = None,
     dsn: DsnOpt = "",
-    schema: SchemaOpt = core.DEFAULT_SCHEMA,
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: StatsFormatOpt = StatsFormat.auto,
     textfile_dir: TextfileDirOpt = None,
@@ -176,6 +177,6 @@ def stats(
     plan = stats_plan(fmt, json_out, textfile_dir, textfile_name, fail_if)
     with boundary():
         if queue is not None:
-            core.check_queue(queue)
+            checks.check_queue(queue)
     with session("stats", dsn, schema) as q:
         stats_emit(q, plan, queue=queue, estimate=estimate, schema=schema)

@@ -20,7 +20,8 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo
 
-from .errors import ConfigError, ConnectFailed, translate
+from .errors import ConfigError, ConnectFailed
+from .translate import translate
 
 # libpq variables that name a server: if any is set the user has configured libpq.
 LIBPQ_SERVER_VARS = ("PGHOST", "PGHOSTADDR", "PGSERVICE")

@@ -1,56 +1,17 @@
-"""The error family of pgq and the exit codes the CLI maps them to.
+"""The error family of pgq: exceptions that say what went wrong and what to do.
 
-This module owns the translation of database errors (by SQLSTATE) into a small family of
-exceptions that say what went wrong and what to do. It never prints and never exits: the
-CLI's one error boundary does that.
-
-Each class's docstring is its default message.
+Each class's docstring is its default message, and each carries the exit code the CLI
+exits with. Messages speak in the library's parameter names (`older_than`), never in CLI
+flags: `params` names the parameters a message mentions, so the CLI can say them as flags.
+It never prints and never exits (the CLI's one error boundary does that), and imports no
+psycopg, so that importing it stays cheap; `translate` maps database errors into it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from enum import IntEnum
 
-import psycopg
-from psycopg import errors as pgerrors
-
-
-class ExitCode(IntEnum):
-    """Documented exit codes; each one's meaning is in EXIT_CODE_MEANINGS."""
-
-    OK = 0
-    FAILURE = 1
-    USAGE = 2
-    NOTHING_DONE = 3
-    BAD_PAYLOAD = 65
-    UNAVAILABLE = 69
-    TEMPORARY = 75
-    NO_PERMISSION = 77
-    CONFIG = 78
-    INTERRUPTED = 130
-
-
-# The one written list of what each exit code means: `pgq --help` is generated from it, and
-# a test checks the README's exit-code table against it, word for word.
-EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
-    ExitCode.OK: "ok (an empty claim is ok unless `--fail-if-empty`)",
-    ExitCode.FAILURE: "unexpected failure (a bug: rerun with `--debug` and report it)",
-    ExitCode.USAGE: "usage error or invalid input (priority out of 1..10, bad queue name, "
-    "bad id)",
-    ExitCode.NOTHING_DONE: "nothing done that was required: unknown id, stale lease, empty "
-    "claim with `--fail-if-empty`",
-    ExitCode.BAD_PAYLOAD: "bad payload: not JSON, or over the 1 MiB cap",
-    ExitCode.UNAVAILABLE: "database unreachable, or the connection went away",
-    ExitCode.TEMPORARY: "temporary: statement or lock timeout, deadlock, serialization "
-    "failure — retry",
-    ExitCode.NO_PERMISSION: "permission denied (the role lacks a grant)",
-    ExitCode.CONFIG: "configuration: schema missing (run `pgq migrate`), foreign `pgq` "
-    "schema, bad DSN",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
-}
+from .exitcodes import ExitCode
 
 
 class PgqError(Exception):
@@ -58,11 +19,26 @@ class PgqError(Exception):
 
     exit_code: ExitCode = ExitCode.FAILURE
     hint: str = ""
+    # The library parameters the message and hint name (e.g. "older_than"), first the one
+    # at fault; the CLI says them as its flags (`--older-than`).
+    params: tuple[str, ...] = ()
 
-    def __init__(self, message: str | None = None, *, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        hint: str | None = None,
+        params: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
         if hint is not None:
             self.hint = hint
+        self.params = params
+
+    @property
+    def param(self) -> str | None:
+        """The parameter at fault, if the error is about one."""
+        return self.params[0] if self.params else None
 
     @property
     def message(self) -> str:
@@ -108,7 +84,7 @@ class ConnectFailed(PgqError):
     """could not reach the database."""
 
     exit_code = ExitCode.UNAVAILABLE
-    hint = "check that the server is up and --dsn/PGQ_DSN points at it"
+    hint = "check that the server is up and the connection string points at it"
 
 
 class Temporary(PgqError):
@@ -122,7 +98,7 @@ class PermissionDenied(PgqError):
     """permission denied."""
 
     exit_code = ExitCode.NO_PERMISSION
-    hint = "this role may not do that; see `pgq migrate --print-grants`"
+    hint = "this role may not do that; grant it what its job needs (ops.grants)"
 
 
 class ConfigError(PgqError):
@@ -134,71 +110,13 @@ class ConfigError(PgqError):
 class SchemaMissing(ConfigError):
     """the pgq schema is not installed in this database."""
 
-    hint = "run `pgq migrate`"
+    hint = "install it with migrate.migrate()"
 
 
 class SchemaForeign(ConfigError):
     """the schema holds objects pgq did not create."""
 
-    hint = "choose another schema with --schema or PGQ_SCHEMA"
-
-
-_TEMPORARY_SQLSTATES = {
-    "57014",  # query_canceled (statement_timeout)
-    "55P03",  # lock_not_available (lock_timeout)
-    "40001",  # serialization_failure
-    "40P01",  # deadlock_detected
-    "53300",  # too_many_connections
-    "53400",  # configuration_limit_exceeded
-    "57P03",  # cannot_connect_now (server starting up / shutting down)
-}
-
-_GONE_SQLSTATES = {
-    "57P01",  # admin_shutdown
-    "57P02",  # crash_shutdown
-}
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
-
-
-def translate(exc: psycopg.Error) -> PgqError:
-    """Map a psycopg error to the pgq family by SQLSTATE (or by class when there is none)."""
-    state = exc.sqlstate or ""
-    detail = _first_line(str(exc))
-    if isinstance(exc, pgerrors.CheckViolation):
-        diag = exc.diag.constraint_name or ""
-        if diag == "messages_payload_size":
-            return BadPayload("payload is larger than 1 MiB as stored")
-        return InvalidInput(f"rejected by the database ({diag or detail})")
-    if state in _TEMPORARY_SQLSTATES:
-        return Temporary(f"temporary failure: {detail}")
-    if state in _GONE_SQLSTATES or state.startswith("08"):
-        return ConnectFailed(f"the database went away: {detail}")
-    if state == "42501":
-        # The server's text already reads "permission denied for table messages".
-        prefix = "" if detail.lower().startswith("permission denied") else "permission denied: "
-        return PermissionDenied(f"{prefix}{detail}")
-    if state in ("3F000", "42P01"):  # invalid_schema_name, undefined_table
-        return SchemaMissing()
-    if state in ("28000", "28P01"):  # invalid authorization / wrong password
-        return ConfigError(f"authentication failed: {detail}", hint="check the user and password")
-    if state == "3D000":  # invalid_catalog_name: database does not exist
-        return ConfigError(f"no such database: {detail}", hint="check the DSN's dbname")
-    if isinstance(exc, psycopg.OperationalError) and not state:
-        # Connection-level failure without a server-side SQLSTATE: reset, EOF, refused.
-        return ConnectFailed(f"the database went away: {detail}")
-    return PgqError(f"database error: {detail}")
-
-
-@contextmanager
-def translated() -> Iterator[None]:
-    """Re-raise psycopg errors from the block as PgqError (the core's edge)."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise translate(exc) from exc
+    hint = "choose another schema"
 
 
 _PASSWORD_IN_URI = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)

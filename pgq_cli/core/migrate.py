@@ -17,8 +17,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .errors import SchemaForeign, translated
-from .queue import check_schema
+from .checks import check_schema
+from .errors import SchemaForeign
+from .translate import translated
 
 FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Fixed key for pg_advisory_xact_lock: "pgq" + "mig" in ASCII, so every migrator agrees.

@@ -140,20 +140,14 @@ FROM due
 WHERE m.msg_id = due.msg_id
 """
 
-# Step 2 of a claim. Lock exactly n candidates in a CTE, then update by joining it.
-# - The CTE holding FOR UPDATE is never inlined, so LIMIT is applied once. The tempting
-#   `UPDATE ... WHERE msg_id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` can be re-run
-#   per outer row when the planner puts it inside a nested loop, claiming far more than n
-#   (docs/design.md; test_forced_nested_loop_in_form_over_claims_while_the_claim_stays_exact
-#   in tests/test_concurrency.py forces that plan).
-# - SKIP LOCKED: concurrent claimers take disjoint rows instead of queueing on each other.
+# The claim's candidates: the first n claimable rows in claim order.
 # - Only ready rows are in messages_ready_idx, so in-flight work is never walked past.
-# - RETURNING order is unspecified: the caller re-sorts by (priority DESC, msg_id).
 # - Pause: the two uncorrelated subqueries on {queues} run once per claim (InitPlans), a
 #   paused queue short-circuits to nothing, and a paused band raises the priority floor of
 #   the same index range scan.
-CLAIM: LiteralString = """
-WITH locked AS (
+# Without a lock clause, so that `pgq doctor` can EXPLAIN the claim's scan as a monitor
+# role (FOR UPDATE needs the UPDATE privilege even under EXPLAIN); CLAIM adds the lock.
+CLAIM_CANDIDATES: LiteralString = """
     SELECT msg_id
     FROM {messages}
     WHERE queue = %(queue)s
@@ -171,7 +165,21 @@ WITH locked AS (
             AND paused
       )
     ORDER BY priority DESC, msg_id
-    LIMIT %(qty)s
+    LIMIT %(qty)s"""
+
+# Step 2 of a claim. Lock exactly n candidates in a CTE, then update by joining it.
+# - The CTE holding FOR UPDATE is never inlined, so LIMIT is applied once. The tempting
+#   `UPDATE ... WHERE msg_id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` can be re-run
+#   per outer row when the planner puts it inside a nested loop, claiming far more than n
+#   (docs/design.md; test_forced_nested_loop_in_form_over_claims_while_the_claim_stays_exact
+#   in tests/test_concurrency.py forces that plan).
+# - SKIP LOCKED: concurrent claimers take disjoint rows instead of queueing on each other.
+# - RETURNING order is unspecified: the caller re-sorts by (priority DESC, msg_id).
+CLAIM: LiteralString = (
+    """
+WITH locked AS ("""
+    + CLAIM_CANDIDATES
+    + """
     FOR UPDATE SKIP LOCKED
 )
 UPDATE {messages} AS m
@@ -184,6 +192,7 @@ WHERE m.msg_id = locked.msg_id
 RETURNING m.msg_id, m.queue, m.priority, m.state, m.vt, m.read_ct, m.enqueued_at,
           m.lease, m.payload
 """
+)
 
 # What a state looks like from outside, without writing: a leased row past its vt is
 # 'expired' (the next claim returns it), a delayed row past its vt is already 'ready'.
@@ -439,42 +448,120 @@ ORDER BY 1
 # Queue names for shell completion, without counting anything: a loose index scan (one
 # probe per distinct queue) over each partial index, plus the settings table. Cheap at any
 # table size, and the caller bounds it with a short statement_timeout anyway.
-QUEUE_NAMES: LiteralString = """
-WITH RECURSIVE
-ready AS (
-    (SELECT queue FROM {messages} WHERE state = 'ready' ORDER BY queue LIMIT 1)
+# Each partial index of sql/0001 by its predicate, written as the index has it (the planner
+# uses a partial index only for a query whose WHERE implies its predicate).
+PARTIAL_INDEX_PREDICATES: dict[LiteralString, LiteralString] = {
+    "ready": "state = 'ready'",  # messages_ready_idx
+    "waiting": "state IN ('leased', 'delayed')",  # messages_due_idx
+    "dead": "state = 'dead'",  # messages_dead_idx
+}
+
+# The distinct queue names in one partial index: a recursive CTE that probes for the next
+# name after the last, once per distinct queue (a loose index scan). <cte> names it and
+# <predicate> is the index's.
+_DISTINCT_QUEUES_IN_INDEX: LiteralString = """
+<cte> AS (
+    (SELECT queue FROM {messages} WHERE <predicate> ORDER BY queue LIMIT 1)
     UNION ALL
     SELECT (SELECT m.queue FROM {messages} AS m
-            WHERE m.state = 'ready' AND m.queue > ready.queue
+            WHERE m.<predicate> AND m.queue > <cte>.queue
             ORDER BY m.queue LIMIT 1)
-    FROM ready
-    WHERE ready.queue IS NOT NULL
-),
-waiting AS (
-    (SELECT queue FROM {messages} WHERE state IN ('leased', 'delayed') ORDER BY queue LIMIT 1)
-    UNION ALL
-    SELECT (SELECT m.queue FROM {messages} AS m
-            WHERE m.state IN ('leased', 'delayed') AND m.queue > waiting.queue
-            ORDER BY m.queue LIMIT 1)
-    FROM waiting
-    WHERE waiting.queue IS NOT NULL
-),
-dead AS (
-    (SELECT queue FROM {messages} WHERE state = 'dead' ORDER BY queue LIMIT 1)
-    UNION ALL
-    SELECT (SELECT m.queue FROM {messages} AS m
-            WHERE m.state = 'dead' AND m.queue > dead.queue
-            ORDER BY m.queue LIMIT 1)
-    FROM dead
-    WHERE dead.queue IS NOT NULL
-)
-SELECT queue FROM ready WHERE starts_with(queue, %(prefix)s)
-UNION
-SELECT queue FROM waiting WHERE starts_with(queue, %(prefix)s)
-UNION
-SELECT queue FROM dead WHERE starts_with(queue, %(prefix)s)
-UNION
-SELECT queue FROM {queues} WHERE starts_with(queue, %(prefix)s)
+    FROM <cte>
+    WHERE <cte>.queue IS NOT NULL
+)"""
+
+# Queue names for shell completion, without counting anything: a loose index scan over
+# each partial index (one CTE per index: one scan over all states would use none of them),
+# plus the settings table. Cheap at any table size, and the caller bounds it with a short
+# statement_timeout anyway.
+QUEUE_NAMES: LiteralString = (
+    "WITH RECURSIVE"
+    + ",".join(
+        _DISTINCT_QUEUES_IN_INDEX.replace("<cte>", cte).replace("<predicate>", predicate)
+        for cte, predicate in PARTIAL_INDEX_PREDICATES.items()
+    )
+    + "\n"
+    + "".join(
+        "SELECT queue FROM " + cte + " WHERE starts_with(queue, %(prefix)s)\nUNION\n"
+        for cte in PARTIAL_INDEX_PREDICATES
+    )
+    + """SELECT queue FROM {queues} WHERE starts_with(queue, %(prefix)s)
 ORDER BY 1
 LIMIT %(limit)s
+"""
+)
+
+
+# ----------------------------------------------------------------------------- purge
+
+# Which rows a purge selects. State is the effective state (as `peek` and `stats` show
+# it: a leased row past its vt is 'expired', a due delayed row is 'ready'). Age counts
+# from when the message was sent, except for dead letters, where it counts from when they
+# died (vt of a dead row), as in `requeue --dead --older-than`.
+_PURGE_FILTER: LiteralString = (
+    """
+    queue = %(queue)s
+    AND (%(states)s::text[] IS NULL OR """
+    + EFFECTIVE_STATE
+    + """ = ANY(%(states)s::text[]))
+    AND (%(older_than)s::float8 IS NULL
+         OR CASE WHEN state = 'dead' THEN vt ELSE enqueued_at END
+            <= now() - make_interval(secs => %(older_than)s::float8))
+"""
+)
+
+# One batch: at most %(batch)s rows, in msg_id order after the last batch's highest id
+# (keyset, so each batch starts where the previous stopped instead of walking past the
+# dead tuples of earlier batches). SKIP LOCKED: a row a claimer holds at this instant is
+# changing state; the purge leaves it rather than waiting (or deadlocking) on it.
+# Each batch is its own autocommit statement, so locks live for one batch only.
+PURGE_BATCH: LiteralString = (
+    """
+WITH doomed AS (
+    SELECT msg_id
+    FROM {messages}
+    WHERE msg_id > %(after)s
+      AND """
+    + _PURGE_FILTER
+    + """
+    ORDER BY msg_id
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {messages} AS m
+USING doomed
+WHERE m.msg_id = doomed.msg_id
+RETURNING m.msg_id
+"""
+)
+
+# --dry-run: how many rows the purge would delete now. Read-only, takes no row locks.
+PURGE_COUNT: LiteralString = (
+    """
+SELECT count(*)
+FROM {messages}
+WHERE """
+    + _PURGE_FILTER
+)
+
+# Purge also forgets the queue's dedup keys that have outlived its dedup window (sql/0005):
+# a send with such a key would take the record over anyway, so nothing is deduplicated
+# less; only the table stops growing. One statement: the records are small.
+PURGE_EXPIRED_DEDUP_KEYS: LiteralString = """
+DELETE FROM {dedup_keys}
+WHERE queue = %(queue)s
+  AND created_at <= now() - coalesce(
+      (SELECT dedup_window FROM {queues} WHERE queue = %(queue)s),
+      make_interval(secs => %(default_window)s)
+  )
+"""
+
+COUNT_EXPIRED_DEDUP_KEYS: LiteralString = """
+SELECT count(*)
+FROM {dedup_keys}
+WHERE queue = %(queue)s
+  AND created_at <= now() - coalesce(
+      (SELECT dedup_window FROM {queues} WHERE queue = %(queue)s),
+      make_interval(secs => %(default_window)s)
+  )
 """

@@ -1,8 +1,10 @@
-"""The queue: send, claim, peek, ack, requeue, extend, stats.
+"""The queue: send, claim (waiting or not), peek, ack, requeue, extend, redrive, purge,
+stats, and the per-queue settings (max deliveries, pause, resume, the list of queues).
 
 This is the library API. It takes a psycopg connection (autocommit), returns frozen
 dataclasses and raises the `errors.PgqError` family. It never prints and never imports
-Typer or rich.
+Typer or rich. Each input is checked before any SQL by the one check in `checks` (or
+`purge`) that the CLI also runs before it connects.
 
 Every public method runs in its own short transaction (autocommit, one statement, or one
 explicit transaction where noted) and holds no lock after it returns: a claim commits its
@@ -11,10 +13,9 @@ lease at once, and the consumer works with nothing held open.
 
 from __future__ import annotations
 
-import json
-import re
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, LiteralString
@@ -23,40 +24,48 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from . import queries
-from .durations import MAX_SECONDS
-from .errors import (
-    BadPayload,
-    InvalidInput,
-    NotFound,
-    NothingDone,
-    PgqError,
-    StaleLease,
-    translated,
+from . import purge as purge_checks
+from . import queries, waiting
+from .checks import (
+    DEFAULT_DEDUP_WINDOW_S,
+    DEFAULT_PRIORITY,
+    DEFAULT_QUEUE,
+    DEFAULT_SCHEMA,
+    DEFAULT_VT_S,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    check_age,
+    check_below_priority,
+    check_dedup_key,
+    check_dedup_window,
+    check_ids,
+    check_lease,
+    check_limit,
+    check_max_deliveries,
+    check_payload,
+    check_peek_state,
+    check_priority,
+    check_priority_range,
+    check_qty,
+    check_queue,
+    check_schema,
+    check_seconds,
+    check_wait,
 )
+from .errors import InvalidInput, NotFound, NothingDone, PgqError, StaleLease
+from .purge import PurgeResult
+from .settings import ConfigResult, DedupWindow, QueueInfo, QueueSettings, settings_from_row
+from .states import State
+from .translate import translated
 
-MIN_PRIORITY = 1
-MAX_PRIORITY = 10  # 10 is most urgent
-DEFAULT_PRIORITY = 5
-DEFAULT_QUEUE = "default"
-DEFAULT_SCHEMA = "pgq"
-DEFAULT_VT_S = 30.0
-MAX_QTY = 100_000
-MAX_PAYLOAD_BYTES = 1_048_576  # as stored (jsonb text form); the database CHECKs the same
-# A dedup key is remembered this long unless the queue says otherwise (sql/0005;
-# `pgq queue config Q --dedup-window`).
-DEFAULT_DEDUP_WINDOW_S = 24 * 3600.0
-MAX_DEDUP_KEY_BYTES = 512  # the database CHECKs the same
-# A racing sender's record can be invisible to a statement that began before it committed
-# (queries.INSERT_DEDUPLICATED); the next run sees it. More than a few runs is a bug.
-DEDUP_ATTEMPTS = 5
+# Shell completion offers at most this many queue names.
+COMPLETION_LIMIT = 500
 # At most this many expired/due rows go back to ready per claim (or qty, if larger), so a
 # mass expiry costs each claim a bounded amount; see queries.RETURN_DUE.
 RETURN_DUE_BATCH = 1000
-
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-STATES = ("ready", "leased", "expired", "delayed", "dead")
+# A racing sender's record can be invisible to a statement that began before it committed
+# (queries.INSERT_DEDUPLICATED); the next run sees it. More than a few runs is a bug.
+DEDUP_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -109,8 +118,7 @@ class PriorityStats:
     dead: int
     oldest_ready_age_s: float | None
     max_read_ct: int
-    # Claim skips this queue/priority (`pgq pause`); last, with a default, so that
-    # existing constructors keep working.
+    # Claim skips this queue/priority (`Queue.pause`); most are not paused.
     paused: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -137,123 +145,6 @@ class QueueStats:
     @property
     def total(self) -> int:
         return sum(r.ready + r.leased + r.expired + r.delayed + r.dead for r in self.rows)
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def check_queue(name: str) -> str:
-    if not QUEUE_NAME.fullmatch(name):  # match() would let a trailing newline through
-        raise InvalidInput(
-            f"invalid queue name {name[:70]!r}",
-            hint="use 1-64 of A-Z a-z 0-9 _ . : - starting with a letter or digit",
-        )
-    return name
-
-
-def check_schema(name: str) -> str:
-    if not SCHEMA_NAME.fullmatch(name):
-        raise InvalidInput(
-            f"invalid schema name {name[:70]!r}",
-            hint="use a lower-case SQL identifier, e.g. pgq",
-        )
-    return name
-
-
-def check_priority(priority: int) -> int:
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise InvalidInput(f"priority must be a whole number, not {priority!r}")
-    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
-        raise InvalidInput(
-            f"priority {priority} is out of range",
-            hint=f"use {MIN_PRIORITY}..{MAX_PRIORITY} ({MAX_PRIORITY} is most urgent)",
-        )
-    return priority
-
-
-def check_seconds(value: float, what: str, *, allow_zero: bool = True) -> float:
-    if value != value or value in (float("inf"), float("-inf")):
-        raise InvalidInput(f"{what} must be a finite number of seconds")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise InvalidInput(f"{what} must be {'>= 0' if allow_zero else '> 0'} seconds")
-    if value > 366 * 86400:
-        raise InvalidInput(f"{what} must be at most a year")
-    return float(value)
-
-
-def check_age(seconds: float) -> float:
-    """An age filter (`--older-than`): finite, >= 0, and up to what
-    `durations.parse_duration` accepts (ten years: keeping dead letters for more than a
-    year is an ordinary request, unlike a year-long lease or delay)."""
-    if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
-        raise InvalidInput("--older-than must be a finite number of seconds >= 0")
-    if seconds > MAX_SECONDS:
-        raise InvalidInput("--older-than must be at most ten years")
-    return float(seconds)
-
-
-def check_qty(qty: int) -> int:
-    if not 1 <= qty <= MAX_QTY:
-        raise InvalidInput(f"qty must be 1..{MAX_QTY}, not {qty}")
-    return qty
-
-
-def check_lease(token: str | uuid.UUID | None) -> uuid.UUID | None:
-    if token is None or isinstance(token, uuid.UUID):
-        return token
-    try:
-        return uuid.UUID(token)
-    except ValueError:
-        raise InvalidInput(
-            f"malformed lease token {token[:40]!r}", hint="pass the lease printed by claim"
-        ) from None
-
-
-def check_ids(ids: Iterable[int]) -> list[int]:
-    out = list(ids)
-    if not out:
-        raise InvalidInput("no message id given")
-    for msg_id in out:
-        if isinstance(msg_id, bool) or not isinstance(msg_id, int) or msg_id <= 0:
-            raise InvalidInput(f"malformed message id {msg_id!r}")
-        if msg_id > 2**63 - 1:
-            raise InvalidInput(f"message id {msg_id} is out of range")
-    return out
-
-
-def check_dedup_key(key: str) -> str:
-    if not isinstance(key, str) or not key:
-        raise InvalidInput("dedup key must be a non-empty string")
-    if "\x00" in key:
-        raise InvalidInput("dedup key contains a NUL character")
-    if len(key.encode()) > MAX_DEDUP_KEY_BYTES:
-        raise InvalidInput(
-            f"dedup key is {len(key.encode())} bytes; the limit is {MAX_DEDUP_KEY_BYTES}",
-            hint="use a hash of a longer key",
-        )
-    return key
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def check_payload(text: str, where: str = "payload") -> str:
-    """Validate JSON text before any SQL; return it unchanged (numbers keep their digits)."""
-    try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise BadPayload(f"{where} is not valid JSON: {str(exc)[:120]}") from None
-    if "\x00" in text or "\\u0000" in text:
-        raise BadPayload(f"{where} contains a NUL character, which PostgreSQL cannot store")
-    # jsonb's text form is what the database CHECK measures; json.dumps matches its spacing.
-    stored_size = len(json.dumps(value, ensure_ascii=False).encode())
-    if stored_size > MAX_PAYLOAD_BYTES:
-        raise BadPayload(
-            f"{where} is {stored_size} bytes; the limit is {MAX_PAYLOAD_BYTES} (1 MiB)",
-            hint="store large data elsewhere and send a reference to it",
-        )
-    return text
 
 
 def _with_done(error: NothingDone, done: set[int]) -> NothingDone:
@@ -283,7 +174,10 @@ class Queue:
         """The LISTEN/NOTIFY channel on which new ready work is announced (sql/0002)."""
         return f"pgq_ready:{self.schema}"
 
-    def _q(self, template: LiteralString) -> sql.Composed:
+    def compose(self, template: LiteralString) -> sql.Composed:
+        """A statement of this queue's schema: `{messages}`, `{queues}` and `{dedup_keys}`
+        in `template` become its tables (quoted identifiers). For SQL kept outside the core
+        (ops) too."""
         return sql.SQL(template).format(
             messages=self._table, queues=self._queues, dedup_keys=self._dedup_keys
         )
@@ -320,7 +214,7 @@ class Queue:
             "payload": check_payload(payload),
         }
         with translated():
-            row = self.conn.execute(self._q(queries.INSERT_ONE), params).fetchone()
+            row = self.conn.execute(self.compose(queries.INSERT_ONE), params).fetchone()
         assert row is not None
         return int(row[0])
 
@@ -338,7 +232,8 @@ class Queue:
         One autocommit statement writes the key's record and the message together
         (queries.INSERT_DEDUPLICATED), so a retry after a lost connection either finds the
         record (the first send committed: its id comes back, created False) or sends anew.
-        Racing senders of one key produce one message.
+        Racing senders of one key produce one message. The key outlives the message: a
+        repeat after the first message was acked still sends nothing.
         """
         params = {
             "queue": check_queue(queue),
@@ -349,7 +244,7 @@ class Queue:
             "default_window": DEFAULT_DEDUP_WINDOW_S,
             "table": f"{self.schema}.messages",
         }
-        statement = self._q(queries.INSERT_DEDUPLICATED)
+        statement = self.compose(queries.INSERT_DEDUPLICATED)
         for _ in range(DEDUP_ATTEMPTS):
             with translated():
                 row = self.conn.execute(statement, params).fetchone()
@@ -373,11 +268,13 @@ class Queue:
         check_queue(queue)
         check_priority(priority)
         check_seconds(delay, "delay")
-        for index, payload in enumerate(payloads, start=1):
+        checked = [
             check_payload(payload, where=f"line {index}")
+            for index, payload in enumerate(payloads, start=1)
+        ]
         if not payloads:
             return []
-        state = "delayed" if delay > 0 else "ready"
+        state = (State.DELAYED if delay > 0 else State.READY).value
         table_name = f"{self.schema}.messages"
         with translated(), self.conn.transaction(), self.conn.cursor() as cur:
             now = cur.execute("SELECT now() + make_interval(secs => %s)", (delay,)).fetchone()
@@ -385,8 +282,8 @@ class Queue:
             vt = now[0]
             cur.execute(queries.RESERVE_IDS, {"table": table_name, "count": len(payloads)})
             ids = sorted(int(r[0]) for r in cur.fetchall())
-            with cur.copy(self._q(queries.COPY_IN)) as copy:
-                for msg_id, payload in zip(ids, payloads, strict=True):
+            with cur.copy(self.compose(queries.COPY_IN)) as copy:
+                for msg_id, payload in zip(ids, checked, strict=True):
                     copy.write_row((msg_id, queue, priority, state, vt, payload))
         return ids
 
@@ -400,6 +297,8 @@ class Queue:
         vt: float = DEFAULT_VT_S,
         min_priority: int = MIN_PRIORITY,
         max_priority: int = MAX_PRIORITY,
+        wait: float | None = None,
+        poll: float = waiting.DEFAULT_POLL_S,
     ) -> list[Message]:
         """Lease up to qty ready messages, highest priority first, FIFO within a priority.
 
@@ -407,37 +306,63 @@ class Queue:
         and due delayed messages of this queue go back to ready (bounded batch), then
         exactly-n rows are locked with SKIP LOCKED and leased with a fresh token each.
         Nothing stays locked after it returns.
+
+        With `wait` seconds, an empty claim waits for work and claims again (LISTEN/NOTIFY,
+        polling at least every `poll` seconds for work that comes due; see `waiting`). It
+        returns as soon as a claim yields messages, or [] when `wait` runs out, and holds
+        no transaction and no lock while waiting.
         """
         params = {
             "queue": check_queue(queue),
             "qty": check_qty(qty),
             "vt": check_seconds(vt, "vt", allow_zero=False),
-            "min_priority": check_priority(min_priority),
-            "max_priority": check_priority(max_priority),
+            "min_priority": min_priority,
+            "max_priority": max_priority,
             "batch": max(qty, RETURN_DUE_BATCH),
         }
-        if min_priority > max_priority:
-            raise InvalidInput("--min-priority is above --max-priority")
+        check_priority_range(min_priority, max_priority)
+        if wait is None:
+            return self._claim_once(params)
+        check_wait(wait)
+        if not poll > 0:
+            raise InvalidInput("poll must be > 0 seconds", params=("poll",))
+        return waiting.claim_until(
+            self.conn,
+            channel=self.notify_channel,
+            queue=queue,
+            wait=wait,
+            poll=poll,
+            attempt=lambda: self._claim_once(params),
+            next_due_s=lambda: self._next_due_s(queue),
+        )
+
+    def _claim_once(self, params: dict[str, Any]) -> list[Message]:
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
             with self.conn.pipeline():
-                self.conn.execute(self._q(queries.RETURN_DUE), params)
-                cur.execute(self._q(queries.CLAIM), params)
+                self.conn.execute(self.compose(queries.RETURN_DUE), params)
+                cur.execute(self.compose(queries.CLAIM), params)
             return _sort_claim_order(self._messages(cur))
+
+    def _next_due_s(self, queue: str) -> float | None:
+        """Seconds until the queue's next leased/delayed message comes due (None: none)."""
+        with translated():
+            row = self.conn.execute(self.compose(queries.NEXT_DUE), {"queue": queue}).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     # -- peek --------------------------------------------------------------------------
 
     def peek(
-        self, *, queue: str = DEFAULT_QUEUE, limit: int = 10, state: str = "ready"
+        self, *, queue: str = DEFAULT_QUEUE, limit: int = 10, state: str = State.READY.value
     ) -> list[Message]:
-        """Show messages in claim order without touching any lease. Read-only."""
+        """Show messages in claim order without touching any lease. Read-only.
+
+        `state`: one effective state (`EffectiveState`), or "all"."""
         check_queue(queue)
-        if state not in (*STATES, "all"):
-            raise InvalidInput(f"unknown state {state!r}", hint=f"use one of {STATES} or all")
-        if not 1 <= limit <= MAX_QTY:
-            raise InvalidInput(f"limit must be 1..{MAX_QTY}")
+        check_peek_state(state)
+        check_qty(limit, "limit")
         params = {"queue": queue, "limit": limit, "state": state}
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(self._q(queries.PEEK), params)
+            cur.execute(self.compose(queries.PEEK), params)
             return self._messages(cur)
 
     # -- ack / requeue / extend --------------------------------------------------------
@@ -447,7 +372,9 @@ class Queue:
         if not missing:
             return
         with translated():
-            rows = self.conn.execute(self._q(queries.EXISTING_IDS), {"ids": missing}).fetchall()
+            rows = self.conn.execute(
+                self.compose(queries.EXISTING_IDS), {"ids": missing}
+            ).fetchall()
         existing = {int(r[0]) for r in rows}
         unknown = [i for i in missing if i not in existing]
         if unknown:
@@ -468,7 +395,8 @@ class Queue:
         raise _with_done(
             NotFound(
                 f"message {', '.join(map(str, missing[:10]))} is not in a state for that",
-                hint="dead letters are redriven with `pgq requeue --dead`",
+                hint="dead letters are redriven with redrive_dead()",
+                params=("redrive_dead()",),
             ),
             done,
         )
@@ -483,7 +411,7 @@ class Queue:
         token = check_lease(lease)
         with translated():
             rows = self.conn.execute(
-                self._q(queries.ACK), {"ids": wanted, "lease": token}
+                self.compose(queries.ACK), {"ids": wanted, "lease": token}
             ).fetchall()
         done = {int(r[0]) for r in rows}
         self._explain_missing(wanted, done, token)
@@ -514,7 +442,7 @@ class Queue:
         token = check_lease(lease)
         params = {"ids": wanted, "lease": token, "delay": check_seconds(delay, "delay")}
         with translated():
-            rows = self.conn.execute(self._q(queries.REQUEUE), params).fetchall()
+            rows = self.conn.execute(self.compose(queries.REQUEUE), params).fetchall()
         done = {int(r[0]): str(r[1]) for r in rows}
         self._explain_missing(wanted, set(done), token)
         return done
@@ -538,14 +466,14 @@ class Queue:
             check_queue(queue)
         if older_than is not None:
             check_age(older_than)
-        if limit is not None and limit < 1:
-            raise InvalidInput(f"limit must be a positive number, not {limit}")
+        if limit is not None:
+            check_limit(limit)
         done: list[int] = []
         while limit is None or len(done) < limit:
             size = batch if limit is None else min(batch, limit - len(done))
             params = {"queue": queue, "older_than": older_than, "limit": size}
             with translated():
-                rows = self.conn.execute(self._q(queries.REDRIVE_DEAD), params).fetchall()
+                rows = self.conn.execute(self.compose(queries.REDRIVE_DEAD), params).fetchall()
             done.extend(sorted(int(r[0]) for r in rows))
             if len(rows) < size:
                 break
@@ -563,7 +491,7 @@ class Queue:
         while True:
             with translated():
                 cur = self.conn.execute(
-                    self._q(queries.RETURN_DUE_ANY_QUEUE), {"queue": queue, "batch": batch}
+                    self.compose(queries.RETURN_DUE_ANY_QUEUE), {"queue": queue, "batch": batch}
                 )
             total += cur.rowcount
             if cur.rowcount < batch:
@@ -578,12 +506,89 @@ class Queue:
         seconds = check_seconds(vt, "vt", allow_zero=False)
         params = {"msg_id": checked, "lease": token, "vt": seconds}
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(self._q(queries.EXTEND), params)
+            cur.execute(self.compose(queries.EXTEND), params)
             found = self._messages(cur)
         if not found:
             self._explain_missing([checked], set(), token)
             raise NotFound(f"message {checked} is not leased", hint="claim it first")
         return found[0]
+
+    # -- purge -------------------------------------------------------------------------
+    # Why batches, and the safety rule of needing a filter: see the `purge` module.
+
+    def purge(
+        self,
+        queue: str,
+        *,
+        states: Sequence[str] = (),
+        older_than: float | None = None,
+        everything: bool = False,
+        batch: int = purge_checks.DEFAULT_BATCH,
+        max_runtime: float | None = None,
+        dry_run: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> PurgeResult:
+        """Delete the queue's messages that the filters select, `batch` rows per transaction.
+
+        At least one batch runs; after each, the purge stops if `max_runtime` seconds have
+        passed since it began. Rows that a claimer has locked at that instant are skipped.
+        With `dry_run`, counts what would be deleted (one read-only statement) and deletes
+        nothing.
+        """
+        wanted = purge_checks.check_request(
+            queue, states, older_than, everything, batch, max_runtime
+        )
+        params: dict[str, Any] = {
+            "queue": queue,
+            "states": list(wanted) if wanted is not None else None,
+            "older_than": older_than,
+            "batch": batch,
+            "after": 0,
+            "default_window": DEFAULT_DEDUP_WINDOW_S,
+        }
+        started = clock()
+        if dry_run:
+            with translated():
+                row = self.conn.execute(self.compose(queries.PURGE_COUNT), params).fetchone()
+                keys = self.conn.execute(
+                    self.compose(queries.COUNT_EXPIRED_DEDUP_KEYS), params
+                ).fetchone()
+            count = int(row[0]) if row else 0
+            full, rest = divmod(count, batch)
+            planned = (batch,) * full + ((rest,) if rest else ())
+            return PurgeResult(
+                queue, wanted, older_than, True, count, planned, False, clock() - started,
+                int(keys[0]) if keys else 0,
+            )
+        done: list[int] = []
+        stopped_early = False
+        while True:
+            with translated():
+                rows = self.conn.execute(self.compose(queries.PURGE_BATCH), params).fetchall()
+            if not rows:
+                break
+            done.append(len(rows))
+            params["after"] = max(int(r[0]) for r in rows)
+            if len(rows) < batch:
+                break  # SKIP LOCKED applies before LIMIT: a short batch means nothing is left
+            if max_runtime is not None and clock() - started >= max_runtime:
+                stopped_early = True
+                break
+        with translated():
+            forgotten = self.conn.execute(
+                self.compose(queries.PURGE_EXPIRED_DEDUP_KEYS), params
+            ).rowcount
+        return PurgeResult(
+            queue,
+            wanted,
+            older_than,
+            False,
+            sum(done),
+            tuple(done),
+            stopped_early,
+            clock() - started,
+            forgotten,
+        )
 
     # -- stats -------------------------------------------------------------------------
 
@@ -592,7 +597,7 @@ class Queue:
         if queue is not None:
             check_queue(queue)
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(self._q(queries.STATS), {"queue": queue})
+            cur.execute(self.compose(queries.STATS), {"queue": queue})
             rows = cur.fetchall()
         return QueueStats(
             tuple(
@@ -613,3 +618,119 @@ class Queue:
                 for r in rows
             )
         )
+
+    # -- settings ----------------------------------------------------------------------
+    # Per-queue settings live in `<schema>.queues` (sql/0002), and the claim statement
+    # reads them itself (queries.CLAIM, queries.RETURN_DUE), so they hold for every
+    # consumer at once, with no restart and no daemon. A queue without a row has the
+    # defaults: no limit, not paused.
+
+    def settings(self, queue: str) -> QueueSettings:
+        """The queue's settings (defaults when it has none). Read-only."""
+        check_queue(queue)
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(self.compose(queries.GET_QUEUE), {"queue": queue}).fetchone()
+        return QueueSettings.defaults(queue) if row is None else settings_from_row(row)
+
+    def configure(self, queue: str, *, max_deliveries: int | None) -> ConfigResult:
+        """Set (or with None remove) the queue's max deliveries.
+
+        One transaction: upsert the setting, then move waiting (ready/delayed) messages that
+        have already been delivered that many times to 'dead', so the limit holds for them
+        too. Leased ones go dead when they come back.
+        """
+        check_queue(queue)
+        check_max_deliveries(max_deliveries)
+        params = {"queue": queue, "max_deliveries": max_deliveries}
+        with (
+            translated(),
+            self.conn.transaction(),
+            self.conn.cursor(row_factory=dict_row) as cur,
+        ):
+            row = cur.execute(self.compose(queries.CONFIGURE_QUEUE), params).fetchone()
+            assert row is not None
+            moved = 0
+            if max_deliveries is not None:
+                moved = cur.execute(self.compose(queries.SWEEP_OVER_LIMIT), params).rowcount
+        return ConfigResult(settings_from_row(row), moved)
+
+    def dedup_window(self, queue: str) -> DedupWindow:
+        """How long the queue remembers dedup keys (the default when it has set none)."""
+        check_queue(queue)
+        with translated():
+            row = self.conn.execute(
+                self.compose(queries.GET_DEDUP_WINDOW), {"queue": queue}
+            ).fetchone()
+        if row is None or row[0] is None:
+            return DedupWindow(queue, DEFAULT_DEDUP_WINDOW_S, True)
+        return DedupWindow(queue, float(row[0]), False)
+
+    def set_dedup_window(self, queue: str, seconds: float) -> DedupWindow:
+        """Set how long the queue remembers dedup keys. A shorter window applies at once to
+        keys already stored (they expire by their age); purge deletes the expired ones."""
+        check_queue(queue)
+        params = {"queue": queue, "seconds": check_dedup_window(seconds)}
+        with translated():
+            row = self.conn.execute(
+                self.compose(queries.CONFIGURE_DEDUP_WINDOW), params
+            ).fetchone()
+        assert row is not None
+        return DedupWindow(queue, float(row[0]), False)
+
+    def pause(self, queue: str, *, below_priority: int | None = None) -> QueueSettings:
+        """Pause the queue (claim yields nothing), or only priorities below `below_priority`.
+
+        Replaces any earlier pause of the queue. Messages already leased are not affected.
+        """
+        check_queue(queue)
+        check_below_priority(below_priority)
+        params = {"queue": queue, "paused": below_priority is None, "below": below_priority}
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(self.compose(queries.PAUSE_QUEUE), params).fetchone()
+        assert row is not None
+        return settings_from_row(row)
+
+    def resume(self, queue: str) -> QueueSettings:
+        """Lift any pause of the queue and wake its waiting claimers (`claim(wait=...)`).
+
+        Resuming a queue that is not paused is not an error: the result is the same.
+        """
+        check_queue(queue)
+        params = {"queue": queue, "channel": self.notify_channel}
+        with (
+            translated(),
+            self.conn.transaction(),
+            self.conn.cursor(row_factory=dict_row) as cur,
+        ):
+            row = cur.execute(self.compose(queries.RESUME_QUEUE), params).fetchone()
+            cur.execute(self.compose(queries.NOTIFY_READY), params)
+        return QueueSettings.defaults(queue) if row is None else settings_from_row(row)
+
+    def queues(self) -> list[QueueInfo]:
+        """Every queue with settings or messages: its settings and depth by state. Read-only.
+
+        Counting depth reads every message row (like `stats`).
+        """
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(self.compose(queries.LIST_QUEUES)).fetchall()
+        return [
+            QueueInfo(
+                settings=settings_from_row({**r, "updated_at": None}),
+                ready=int(r["ready"]),
+                leased=int(r["leased"]),
+                expired=int(r["expired"]),
+                delayed=int(r["delayed"]),
+                dead=int(r["dead"]),
+            )
+            for r in rows
+        ]
+
+    def queue_names(self, prefix: str = "", limit: int = COMPLETION_LIMIT) -> list[str]:
+        """Names of queues that have messages or settings, starting with `prefix`. Read-only.
+
+        Does not count anything: one index probe per distinct queue (queries.QUEUE_NAMES).
+        """
+        params = {"prefix": prefix, "limit": limit}
+        with translated():
+            rows = self.conn.execute(self.compose(queries.QUEUE_NAMES), params).fetchall()
+        return [str(r[0]) for r in rows]

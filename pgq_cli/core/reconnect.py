@@ -22,18 +22,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
-
-import psycopg
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ConnectFailed, Temporary
+
+if TYPE_CHECKING:  # psycopg is not imported at `pgq` start-up (the CLI's options use this)
+    import psycopg
+
+    Connection = psycopg.Connection[Any]
 
 FIRST_DELAY_S = 0.1
 MAX_DELAY_S = 5.0
 DEFAULT_RECONNECT_TIMEOUT_S = 60.0
 
 Result = TypeVar("Result")
-Connection = psycopg.Connection[Any]
 
 
 def backoff_delays(first: float = FIRST_DELAY_S, maximum: float = MAX_DELAY_S) -> Iterator[float]:

@@ -1,4 +1,4 @@
-"""A claim that waits for work: `pgq claim --wait SECONDS`.
+"""A claim that waits for work: `Queue.claim(wait=SECONDS)`, `pgq claim --wait SECONDS`.
 
 Library code: never prints, never imports Typer or rich.
 
@@ -16,86 +16,61 @@ there (every `poll` seconds). Point `--dsn` at PostgreSQL or a session-pooled Pg
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import psycopg
 from psycopg import sql
 
-from . import queries
-from .errors import InvalidInput, translated
-from .queue import DEFAULT_QUEUE, DEFAULT_VT_S, MAX_PRIORITY, MIN_PRIORITY, Message, Queue
+from .translate import translated
 
 DEFAULT_POLL_S = 1.0
 # Never wait less than this between claims, so a busy channel cannot spin the loop.
 MIN_SLEEP_S = 0.01
-MAX_WAIT_S = 24 * 3600.0
+# Sleep a little past the next due time, so the next claim's RETURN_DUE sees vt <= now().
+PAST_DUE_S = 0.005
+
+Claimed = TypeVar("Claimed")
 
 
-def check_wait(seconds: float) -> float:
-    if seconds != seconds or not 0 <= seconds <= MAX_WAIT_S:
-        raise InvalidInput(
-            f"--wait must be 0..{MAX_WAIT_S:.0f} seconds, not {seconds}",
-            hint="loop in the shell for longer waits",
-        )
-    return float(seconds)
-
-
-def claim_wait(
-    q: Queue,
+def claim_until(
+    conn: psycopg.Connection[Any],
     *,
+    channel: str,
+    queue: str,
     wait: float,
-    queue: str = DEFAULT_QUEUE,
-    qty: int = 1,
-    vt: float = DEFAULT_VT_S,
-    min_priority: int = MIN_PRIORITY,
-    max_priority: int = MAX_PRIORITY,
-    poll: float = DEFAULT_POLL_S,
-) -> list[Message]:
-    """Claim like `Queue.claim`, waiting up to `wait` seconds for something to claim.
+    poll: float,
+    attempt: Callable[[], list[Claimed]],
+    next_due_s: Callable[[], float | None],
+) -> list[Claimed]:
+    """Run `attempt` (one ordinary claim) until it yields something or `wait` runs out.
 
-    Returns as soon as a claim yields messages (possibly fewer than qty), or [] when
-    `wait` runs out. Holds no transaction and no lock while waiting: each attempt is an
-    ordinary claim. LISTEN is issued before the first attempt, so a message sent between
-    an empty attempt and the wait still wakes it.
+    Holds no transaction and no lock while waiting. LISTEN is issued before the first
+    attempt, so a message sent between an empty attempt and the wait still wakes it.
     """
-    check_wait(wait)
-    if not poll > 0:
-        raise InvalidInput("poll interval must be > 0 seconds")
     deadline = time.monotonic() + wait
-    channel = sql.Identifier(q.notify_channel)
+    listened = sql.Identifier(channel)
     with translated():
-        q.conn.execute(sql.SQL("LISTEN {}").format(channel))
+        conn.execute(sql.SQL("LISTEN {}").format(listened))
     try:
         while True:
-            found = q.claim(
-                queue=queue,
-                qty=qty,
-                vt=vt,
-                min_priority=min_priority,
-                max_priority=max_priority,
-            )
+            found = attempt()
             remaining = deadline - time.monotonic()
             if found or remaining <= 0:
                 return found
-            _sleep_until_woken(q, queue, min(remaining, poll, _next_due_s(q, queue)))
+            due = next_due_s()
+            until_due = float("inf") if due is None else max(due + PAST_DUE_S, MIN_SLEEP_S)
+            _sleep_until_woken(conn, queue, min(remaining, poll, until_due))
     finally:
-        if not q.conn.closed:
+        if not conn.closed:
             with translated():
-                q.conn.execute(sql.SQL("UNLISTEN {}").format(channel))
+                conn.execute(sql.SQL("UNLISTEN {}").format(listened))
 
 
-def _next_due_s(q: Queue, queue: str) -> float:
-    """Seconds until the queue's next leased/delayed message comes due (inf: none)."""
-    with translated():
-        row = q.conn.execute(q._q(queries.NEXT_DUE), {"queue": queue}).fetchone()
-    if row is None or row[0] is None:
-        return float("inf")
-    # A little past due, so the next claim's RETURN_DUE sees vt <= now().
-    return max(float(row[0]) + 0.005, MIN_SLEEP_S)
-
-
-def _sleep_until_woken(q: Queue, queue: str, timeout: float) -> None:
+def _sleep_until_woken(conn: psycopg.Connection[Any], queue: str, timeout: float) -> None:
     """Block until a NOTIFY for `queue` arrives or `timeout` seconds pass."""
     timeout = max(timeout, MIN_SLEEP_S)
     with translated():
-        for notify in q.conn.notifies(timeout=timeout):
+        for notify in conn.notifies(timeout=timeout):
             if notify.payload == queue:
                 return

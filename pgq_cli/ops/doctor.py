@@ -12,22 +12,32 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, LiteralString
+from enum import StrEnum
+from typing import Any
 
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from ..core import migrate, queries
-from ..core.errors import SchemaMissing, translated
-from ..core.queue import DEFAULT_QUEUE, Queue, check_queue
+from ..core.checks import DEFAULT_QUEUE, check_queue
+from ..core.errors import SchemaMissing
+from ..core.queue import Queue
+from ..core.translate import translated
 from . import queries as ops_queries
 
-SEVERITIES = ("ok", "info", "warning", "serious")
+
+class Severity(StrEnum):
+    """How much a finding matters, least first; `serious` makes `pgq doctor` exit 1."""
+
+    OK = "ok"
+    INFO = "info"
+    WARNING = "warning"
+    SERIOUS = "serious"
 
 
 @dataclass(frozen=True)
 class ExpectedIndex:
-    severity: str  # when it is missing or invalid
+    severity: Severity  # when it is missing or invalid
     why: str  # what the claim path loses without it
     # How to build it again without blocking writers; {table} is the qualified table.
     create: str
@@ -37,25 +47,25 @@ class ExpectedIndex:
 # rebuilds exactly what the migrations built).
 EXPECTED_INDEXES = {
     "messages_pkey": ExpectedIndex(
-        "serious",
+        Severity.SERIOUS,
         "ack, requeue and extend find messages by id through it",
         "CREATE UNIQUE INDEX CONCURRENTLY messages_pkey ON {table} (msg_id); "
         "ALTER TABLE {table} ADD CONSTRAINT messages_pkey PRIMARY KEY USING INDEX messages_pkey",
     ),
     "messages_ready_idx": ExpectedIndex(
-        "serious",
+        Severity.SERIOUS,
         "claim walks it in claim order; without it claim scans",
         "CREATE INDEX CONCURRENTLY messages_ready_idx ON {table} "
         "(queue, priority DESC, msg_id) WHERE state = 'ready'",
     ),
     "messages_due_idx": ExpectedIndex(
-        "serious",
+        Severity.SERIOUS,
         "expired leases and due delayed messages are found by it",
         "CREATE INDEX CONCURRENTLY messages_due_idx ON {table} (queue, vt) "
         "WHERE state IN ('leased', 'delayed')",
     ),
     "messages_dead_idx": ExpectedIndex(
-        "warning",
+        Severity.WARNING,
         "dead letters are listed and redriven through it",
         "CREATE INDEX CONCURRENTLY messages_dead_idx ON {table} (queue, vt) "
         "WHERE state = 'dead'",
@@ -74,14 +84,14 @@ DEFAULT_MAX_XACT_AGE_S = 300.0
 @dataclass(frozen=True)
 class Finding:
     check: str
-    severity: str
+    severity: Severity
     summary: str
     fix: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "check": self.check,
-            "severity": self.severity,
+            "severity": self.severity.value,
             "summary": self.summary,
             "fix": self.fix,
         }
@@ -93,11 +103,11 @@ class Report:
 
     @property
     def problems(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity != "ok")
+        return tuple(f for f in self.findings if f.severity != Severity.OK)
 
     @property
     def serious(self) -> bool:
-        return any(f.severity == "serious" for f in self.findings)
+        return any(f.severity == Severity.SERIOUS for f in self.findings)
 
 
 def run(
@@ -111,14 +121,14 @@ def run(
     """
     check_queue(queue)
     findings = list(check_schema_version(q))
-    behind = any(f.severity == "serious" and f.check == "schema" for f in findings)
+    behind = any(f.severity == Severity.SERIOUS and f.check == "schema" for f in findings)
     if behind and not _messages_table_exists(q):
         return Report(tuple(findings))
     if behind:
         findings.append(
             Finding(
                 "indexes",
-                "info",
+                Severity.INFO,
                 "indexes and claim plan not checked: the schema is older than this pgq",
                 f"pgq migrate --schema {q.schema}; then pgq doctor again",
             )
@@ -150,7 +160,7 @@ def check_schema_version(q: Queue) -> Iterator[Finding]:
     if status and len(pending) == len(status):
         yield Finding(
             "schema",
-            "serious",
+            Severity.SERIOUS,
             f"pgq is not installed in schema {q.schema!r}",
             f"pgq migrate --schema {q.schema}",
         )
@@ -159,7 +169,7 @@ def check_schema_version(q: Queue) -> Iterator[Finding]:
         names = ", ".join(f"{s.version:04d}_{s.name}" for s in pending)
         yield Finding(
             "schema",
-            "serious",
+            Severity.SERIOUS,
             f"{len(pending)} migration(s) not applied: {names}",
             f"pgq migrate --schema {q.schema}",
         )
@@ -168,12 +178,14 @@ def check_schema_version(q: Queue) -> Iterator[Finding]:
     if newer:
         yield Finding(
             "schema",
-            "warning",
+            Severity.WARNING,
             f"the database has migration(s) {sorted(newer)} this pgq ({known:04d}) does not know",
             "upgrade pgq-cli to the version that applied them",
         )
         return
-    yield Finding("schema", "ok", f"schema {q.schema!r} is at version {known:04d}, as packaged")
+    yield Finding(
+        "schema", Severity.OK, f"schema {q.schema!r} is at version {known:04d}, as packaged"
+    )
 
 
 def _applied_versions(q: Queue) -> set[int]:
@@ -226,33 +238,19 @@ def check_indexes(q: Queue) -> Iterator[Finding]:
             bad = True
             yield Finding(
                 "indexes",
-                "warning",
+                Severity.WARNING,
                 f"index {q.schema}.{name} is invalid (a failed CREATE INDEX CONCURRENTLY?): "
                 "every write maintains it and no query uses it",
                 f"DROP INDEX CONCURRENTLY {q.schema}.{name}; build it again if it is needed",
             )
     if not bad:
-        yield Finding("indexes", "ok", "the claim path's indexes are present and valid")
+        yield Finding("indexes", Severity.OK, "the claim path's indexes are present and valid")
 
 
 def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield plan
     for child in plan.get("Plans", []):
         yield from _plan_nodes(child)
-
-
-def candidate_select() -> LiteralString:
-    """The claim's candidate query (its CTE `locked`) as a plain SELECT.
-
-    Its scan is what the check is about, planned the same way; and a monitor role can
-    EXPLAIN it: FOR UPDATE, like the UPDATE itself, needs the UPDATE privilege even under
-    EXPLAIN (the monitor role of `pgq migrate --print-grants` only reads).
-    """
-    _, found, rest = queries.CLAIM.partition("WITH locked AS (")
-    body, end, _ = rest.partition("\n)\nUPDATE")
-    if not (found and end and "FOR UPDATE SKIP LOCKED" in body):
-        raise AssertionError("queries.CLAIM changed shape: update doctor.candidate_select")
-    return body.replace("FOR UPDATE SKIP LOCKED", "")
 
 
 def claim_plan(
@@ -264,7 +262,7 @@ def claim_plan(
     transaction of its own), to learn whether the claim can use its index at all.
     """
     params = {"queue": queue, "qty": 1, "min_priority": 1, "max_priority": 10}
-    explain = b"EXPLAIN (FORMAT JSON) " + q._q(candidate_select()).as_bytes(q.conn)
+    explain = b"EXPLAIN (FORMAT JSON) " + q.compose(queries.CLAIM_CANDIDATES).as_bytes(q.conn)
     with translated(), q.conn.transaction():
         if prefer_index:
             q.conn.execute(ops_queries.PLANNER_PREFER_INDEX)
@@ -303,7 +301,7 @@ def _uses_ready_index(scans: list[dict[str, Any]]) -> bool:
 
 def _table_pages(q: Queue) -> int:
     with translated():
-        row = q.conn.execute(ops_queries.TABLE_SIZE_PAGES, {"table": f"{q.schema}.messages"}
+        row = q.conn.execute(ops_queries.TABLE_PAGES, {"table": f"{q.schema}.messages"}
                              ).fetchone()
     return int(row[0]) if row else 0
 
@@ -317,13 +315,13 @@ def check_claim_plan(q: Queue, queue: str = DEFAULT_QUEUE) -> Iterator[Finding]:
     table = f"{q.schema}.messages"
     scans = _candidate_scans(claim_plan(q, queue))
     if _uses_ready_index(scans):
-        yield Finding("claim_plan", "ok", "claim uses messages_ready_idx")
+        yield Finding("claim_plan", Severity.OK, "claim uses messages_ready_idx")
         return
     how = _describe(scans)
     if not _uses_ready_index(_candidate_scans(claim_plan(q, queue, prefer_index=True))):
         yield Finding(
             "claim_plan",
-            "serious",
+            Severity.SERIOUS,
             f"claim cannot use messages_ready_idx ({how}): its cost grows with the table",
             f"recreate the index (see the indexes finding); then ANALYZE {table}",
         )
@@ -332,14 +330,14 @@ def check_claim_plan(q: Queue, queue: str = DEFAULT_QUEUE) -> Iterator[Finding]:
     if pages <= SMALL_TABLE_PAGES:
         yield Finding(
             "claim_plan",
-            "ok",
+            Severity.OK,
             f"claim reads the whole table while it is this small ({how}, {pages} pages); "
             "messages_ready_idx is usable and takes over as the table grows",
         )
         return
     yield Finding(
         "claim_plan",
-        "serious",
+        Severity.SERIOUS,
         f"claim does not use messages_ready_idx ({how}) on a table of {pages} pages, though "
         "it could: its cost grows with the table",
         f"ANALYZE {table}; then look for planner settings that steer it away "
@@ -364,7 +362,7 @@ def check_table_health(q: Queue) -> Iterator[Finding]:
     if not row["table_autovacuum_on"]:
         yield Finding(
             "vacuum",
-            "serious",
+            Severity.SERIOUS,
             f"autovacuum is disabled for {table}: every claim and ack leaves a dead tuple "
             "that nothing removes",
             f"ALTER TABLE {table} RESET (autovacuum_enabled)",
@@ -373,14 +371,14 @@ def check_table_health(q: Queue) -> Iterator[Finding]:
         # Some sites vacuum from cron instead; the bloat check below says whether it works.
         yield Finding(
             "vacuum",
-            "warning",
+            Severity.WARNING,
             f"autovacuum is off on this server: {table} is cleaned only by manual VACUUM",
             "set autovacuum = on (postgresql.conf), or VACUUM the table from cron",
         )
     else:
-        yield Finding("vacuum", "ok", f"autovacuum is on for {table}")
+        yield Finding("vacuum", Severity.OK, f"autovacuum is on for {table}")
     if dead >= DEAD_TUPLES_MIN and ratio >= DEAD_RATIO_WARNING:
-        severity = "serious" if ratio >= DEAD_RATIO_SERIOUS else "warning"
+        severity = Severity.SERIOUS if ratio >= DEAD_RATIO_SERIOUS else Severity.WARNING
         yield Finding(
             "bloat",
             severity,
@@ -388,7 +386,7 @@ def check_table_health(q: Queue) -> Iterator[Finding]:
             f"VACUUM (VERBOSE) {table}; if it removes little, look for long transactions",
         )
     else:
-        yield Finding("bloat", "ok", f"{dead} dead tuples ({ratio:.0%}), {when}")
+        yield Finding("bloat", Severity.OK, f"{dead} dead tuples ({ratio:.0%}), {when}")
 
 
 def check_long_transactions(q: Queue, max_age_s: float) -> Iterator[Finding]:
@@ -402,7 +400,7 @@ def check_long_transactions(q: Queue, max_age_s: float) -> Iterator[Finding]:
         doing = state if state.startswith("idle in transaction") else f"{state} in a transaction"
         yield Finding(
             "xmin_horizon",
-            "serious",
+            Severity.SERIOUS,
             f"{who} has been {doing} for {float(r['xact_age_s']):.0f}s: vacuum cannot "
             f"remove rows deleted since it began ({r['xid_age']} transactions so far)",
             f"end it (SELECT pg_terminate_backend({r['pid']})) and fix the client; set "
@@ -414,13 +412,15 @@ def check_long_transactions(q: Queue, max_age_s: float) -> Iterator[Finding]:
         seen = q.conn.execute(ops_queries.SEES_ALL_SESSIONS).fetchone()
     if seen and seen[0]:
         yield Finding(
-            "xmin_horizon", "ok", f"no transaction older than {max_age_s:g}s holds back vacuum"
+            "xmin_horizon",
+            Severity.OK,
+            f"no transaction older than {max_age_s:g}s holds back vacuum",
         )
         return
     # pg_stat_activity hides other roles' transactions from this one.
     yield Finding(
         "xmin_horizon",
-        "info",
+        Severity.INFO,
         f"no transaction of this role older than {max_age_s:g}s holds back vacuum; other "
         "roles' sessions are hidden from it",
         "GRANT pg_read_all_stats TO the role pgq doctor runs as (or run it as a superuser) "
@@ -431,16 +431,16 @@ def check_long_transactions(q: Queue, max_age_s: float) -> Iterator[Finding]:
 def check_expired_leases(q: Queue) -> Iterator[Finding]:
     """Leases that ran out: their consumer died or is too slow; claims will hand them out."""
     with translated(), q.conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(q._q(ops_queries.EXPIRED_LEASES)).fetchone()
+        row = cur.execute(q.compose(ops_queries.EXPIRED_LEASES)).fetchone()
     expired = int(row["expired"]) if row else 0
     if expired:
         assert row is not None
         yield Finding(
             "expired_leases",
-            "warning",
+            Severity.WARNING,
             f"{expired} lease(s) ran out, the oldest {float(row['oldest_s']):.0f}s ago: "
             "consumers died or are slower than their --vt",
             "pgq requeue --expired returns them now; raise --vt or use pgq extend for long work",
         )
     else:
-        yield Finding("expired_leases", "ok", "no expired leases waiting")
+        yield Finding("expired_leases", Severity.OK, "no expired leases waiting")

@@ -27,8 +27,10 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
-from ..core.errors import translated
-from ..core.queue import PriorityStats, Queue, QueueStats, check_queue
+from ..core.checks import check_queue
+from ..core.queue import PriorityStats, Queue, QueueStats
+from ..core.states import EFFECTIVE_STATES
+from ..core.translate import translated
 from . import queries as ops_queries
 
 # Ready rows counted exactly per queue and priority, and other rows per class, before
@@ -49,7 +51,7 @@ def estimate(q: Queue, *, queue: str | None = None) -> tuple[QueueStats, frozens
 
 def _pause_lookup(q: Queue) -> Callable[[str, int], bool]:
     with translated():
-        rows = q.conn.execute(q._q(ops_queries.QUEUE_PAUSES)).fetchall()
+        rows = q.conn.execute(q.compose(ops_queries.QUEUE_PAUSES)).fetchall()
     settings = {str(r[0]): (bool(r[1]), r[2]) for r in rows}
 
     def paused(queue: str, priority: int) -> bool:
@@ -87,7 +89,7 @@ def _estimate(q: Queue, queue: str | None) -> tuple[QueueStats, frozenset[Group]
         cur.execute("SET LOCAL jit = off")
         sample = _sample(cur, q, params)
         exact = _count_small_classes(cur, q, params, sample, groups)
-        heads = cur.execute(q._q(ops_queries.ESTIMATE_READY_HEADS), params).fetchall()
+        heads = cur.execute(q.compose(ops_queries.ESTIMATE_READY_HEADS), params).fetchall()
         for r in heads:
             _group(groups, (r["queue"], int(r["priority"]))).ages.append(float(r["age_s"]))
         keys = [(str(r["queue"]), int(r["priority"])) for r in heads]
@@ -154,13 +156,13 @@ def _count_small_classes(
     """Count exactly the classes of non-ready rows within the cap; say which those were."""
     limits = {f"{c}_limit": 0 if sample.classes.get(c, 0) > 2 * EXACT_READY_CAP
               else EXACT_READY_CAP + 1 for c in CLASSES}
-    size = cur.execute(q._q(ops_queries.ESTIMATE_CLASS_SIZES), {**params, **limits}).fetchone()
+    size = cur.execute(q.compose(ops_queries.ESTIMATE_CLASS_SIZES), {**params, **limits}).fetchone()
     exact = {c: limits[f"{c}_limit"] > 0 and int(size[c]) <= EXACT_READY_CAP for c in CLASSES}
     if any(exact.values()):
-        for r in cur.execute(q._q(ops_queries.ESTIMATE_NOT_READY), {**params, **exact}):
+        for r in cur.execute(q.compose(ops_queries.ESTIMATE_NOT_READY), {**params, **exact}):
             g = _group(groups, (r["queue"], int(r["priority"])))
             age = r["oldest_ready_age_s"]
-            for state in ("ready", "leased", "expired", "delayed", "dead"):
+            for state in EFFECTIVE_STATES:
                 g.add(state, int(r[state]), int(r["max_read_ct"]),
                       None if age is None else float(age))
     return exact
@@ -181,7 +183,7 @@ def _count_small_groups(
         return {}
     counted: dict[Group, int] = {}
     rows = cur.execute(
-        q._q(ops_queries.ESTIMATE_READY_COUNTS),
+        q.compose(ops_queries.ESTIMATE_READY_COUNTS),
         {**params, "queues": [k[0] for k in small], "priorities": [k[1] for k in small]},
     )
     for r in rows:
@@ -206,11 +208,11 @@ class _Sample:
 
 def _sample(cur: Any, q: Queue, params: dict[str, Any]) -> _Sample:
     """TABLESAMPLE SYSTEM of about SAMPLE_PAGES pages (all of a smaller table)."""
-    row = cur.execute(q._q(ops_queries.TABLE_PAGES), params).fetchone()
+    row = cur.execute(q.compose(ops_queries.TABLE_PAGES), params).fetchone()
     pages = max(int(next(iter(row.values()))) if row else 1, 1)
     percent = min(100.0, 100.0 * SAMPLE_PAGES / pages)
     out = _Sample()
-    for r in cur.execute(q._q(ops_queries.ESTIMATE_SAMPLE), {**params, "percent": percent}):
+    for r in cur.execute(q.compose(ops_queries.ESTIMATE_SAMPLE), {**params, "percent": percent}):
         key = (str(r["queue"]), int(r["priority"]))
         scaled = round(int(r["sampled"]) * 100.0 / percent)
         read_ct = int(r["max_read_ct"])

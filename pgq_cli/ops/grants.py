@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from ..core.checks import check_schema
 from ..core.errors import InvalidInput
-from ..core.queue import check_schema
 
 ROLE_KINDS = ("producer", "consumer", "monitor")
 DEFAULT_ROLE_PREFIX = "pgq"

@@ -20,10 +20,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..core.errors import ConfigError, InvalidInput
+from ..core.states import EFFECTIVE_STATES
 from .thresholds import Breach, Snapshot
 
 DEFAULT_FILENAME = "pgq.prom"
-STATES = ("ready", "leased", "expired", "delayed", "dead")
 _FILENAME = re.compile(r"^[A-Za-z0-9_.-]+\.prom$")
 
 
@@ -76,7 +76,7 @@ def render(
     paused = _Family("pgq_paused", "1 when claim skips this queue and priority (pgq pause).")
     for r in rows:
         where: dict[str, str | int] = {"schema": schema, "queue": r.queue, "priority": r.priority}
-        for state in STATES:
+        for state in EFFECTIVE_STATES:
             messages.add(getattr(r, state), **where, state=state)
         oldest.add(r.oldest_ready_age_s or 0.0, **where)
         read_ct.add(r.max_read_ct, **where)

@@ -1,92 +1,19 @@
-"""Every SQL statement of the operations commands (purge, stats --estimate, doctor, watch).
+"""Every SQL statement of the operations commands (stats --estimate, doctor, watch).
 
 Kept apart from `queries.py` (the hot path: send, claim, ack) so that the statements an
 operator runs now and then do not crowd the ones every consumer runs. The same rules
 hold: `{messages}` and `{queues}` stand for the schema-qualified tables, filled in with
-`psycopg.sql.Identifier` by `Queue._q`; queue names and numbers are bound parameters.
+`psycopg.sql.Identifier` by `Queue.compose`; queue names and numbers are bound parameters.
 """
 
 from typing import LiteralString
 
 from ..core.queries import EFFECTIVE_STATE
 
-# ----------------------------------------------------------------------------- purge
-
-# Which rows a purge selects. State is the effective state (as `peek` and `stats` show
-# it: a leased row past its vt is 'expired', a due delayed row is 'ready'). Age counts
-# from when the message was sent, except for dead letters, where it counts from when they
-# died (vt of a dead row), as in `requeue --dead --older-than`.
-_PURGE_FILTER: LiteralString = (
-    """
-    queue = %(queue)s
-    AND (%(states)s::text[] IS NULL OR """
-    + EFFECTIVE_STATE
-    + """ = ANY(%(states)s::text[]))
-    AND (%(older_than)s::float8 IS NULL
-         OR CASE WHEN state = 'dead' THEN vt ELSE enqueued_at END
-            <= now() - make_interval(secs => %(older_than)s::float8))
-"""
-)
-
-# One batch: at most %(batch)s rows, in msg_id order after the last batch's highest id
-# (keyset, so each batch starts where the previous stopped instead of walking past the
-# dead tuples of earlier batches). SKIP LOCKED: a row a claimer holds at this instant is
-# changing state; the purge leaves it rather than waiting (or deadlocking) on it.
-# Each batch is its own autocommit statement, so locks live for one batch only.
-PURGE_BATCH: LiteralString = (
-    """
-WITH doomed AS (
-    SELECT msg_id
-    FROM {messages}
-    WHERE msg_id > %(after)s
-      AND """
-    + _PURGE_FILTER
-    + """
-    ORDER BY msg_id
-    LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-)
-DELETE FROM {messages} AS m
-USING doomed
-WHERE m.msg_id = doomed.msg_id
-RETURNING m.msg_id
-"""
-)
-
-# --dry-run: how many rows the purge would delete now. Read-only, takes no row locks.
-PURGE_COUNT: LiteralString = (
-    """
-SELECT count(*)
-FROM {messages}
-WHERE """
-    + _PURGE_FILTER
-)
-
-# Purge also forgets the queue's dedup keys that have outlived its dedup window (sql/0005):
-# a send with such a key would take the record over anyway, so nothing is deduplicated
-# less; only the table stops growing. One statement: the records are small and few.
-PURGE_EXPIRED_DEDUP_KEYS: LiteralString = """
-DELETE FROM {dedup_keys}
-WHERE queue = %(queue)s
-  AND created_at <= now() - coalesce(
-      (SELECT dedup_window FROM {queues} WHERE queue = %(queue)s),
-      make_interval(secs => %(default_window)s)
-  )
-"""
-
-COUNT_EXPIRED_DEDUP_KEYS: LiteralString = """
-SELECT count(*)
-FROM {dedup_keys}
-WHERE queue = %(queue)s
-  AND created_at <= now() - coalesce(
-      (SELECT dedup_window FROM {queues} WHERE queue = %(queue)s),
-      make_interval(secs => %(default_window)s)
-  )
-"""
-
 # ----------------------------------------------------------------------------- stats --estimate
 
-# The table's size in pages, to choose a sampling rate. Exact and instant (file size).
+# The table's size in pages (its file size: exact and instant, unlike planner statistics),
+# to choose a sampling rate (stats --estimate) and to tell a small table (doctor).
 TABLE_PAGES: LiteralString = """
 SELECT pg_relation_size(%(table)s::regclass) / current_setting('block_size')::int
 """
@@ -296,11 +223,6 @@ PLANNER_PREFER_INDEX: LiteralString = """
 SELECT set_config('enable_seqscan', 'off', true),
        set_config('enable_bitmapscan', 'off', true),
        set_config('enable_indexscan', 'on', true)
-"""
-
-# The table's size in pages (its file size: exact and instant, unlike planner statistics).
-TABLE_SIZE_PAGES: LiteralString = """
-SELECT pg_relation_size(%(table)s::regclass) / current_setting('block_size')::int
 """
 
 # Dead tuples and vacuum history of the messages table (the statistics system's view; a

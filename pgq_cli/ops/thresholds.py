@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.checks import check_queue
 from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
-from ..core.queue import PriorityStats, Queue, QueueStats, check_queue
+from ..core.queue import PriorityStats, Queue, QueueStats
 from . import estimate as estimate_module
 
 

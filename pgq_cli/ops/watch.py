@@ -26,15 +26,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..core.errors import translated
 from ..core.queue import Queue, QueueStats
+from ..core.translate import translated
 from . import queries as ops_queries
 from . import thresholds as health
 
 # Above this many rows (planner statistics) watch estimates instead of counting, so that a
 # refresh every second stays cheap; `--exact` / `--estimate` override it.
 AUTO_ESTIMATE_ROWS = 1_000_000
-STATES = ("ready", "leased", "expired", "delayed", "dead")
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,10 @@ def test_reconnect_gives_up_after_the_timeout_and_stops_at_once_on_a_config_erro
     def unreachable() -> psycopg.Connection[tuple[object, ...]]:
         raise ConnectFailed("could not connect: Connection refused")
 
-    with pytest.raises(ConnectFailed, match="gave up reconnecting after 2 s"):
+    with pytest.raises(ConnectFailed, match="gave up reconnecting after 2 s") as gave_up:
         reconnect(unreachable, timeout_s=2, lost=ConnectFailed("gone"), sleep=sleep,
                   clock=lambda: now[0])
+    assert gave_up.value.params == ("timeout_s",) and "timeout_s" in gave_up.value.hint
     # 0.1 + 0.2 + 0.4 + 0.8, then only what is left of the 2 s.
     assert slept == pytest.approx([0.1, 0.2, 0.4, 0.8, 0.5])
 
@@ -128,6 +129,7 @@ def test_claim_wait_exits_69_with_one_error_line_when_the_server_stays_away(
     talk, error = err.strip().splitlines()
     assert talk.startswith("pgq: ") and "reconnecting for up to 2 s" in talk
     assert "gave up reconnecting after 2 s" in error_line(error)
+    assert error.endswith("raise --reconnect-timeout to wait longer")
     assert 2 <= gave_up_after < 15
 
 

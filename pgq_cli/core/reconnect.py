@@ -67,7 +67,8 @@ def reconnect(
         if remaining <= 0:
             raise ConnectFailed(
                 f"{last}; gave up reconnecting after {timeout_s:g} s",
-                hint="check that the server is up; raise --reconnect-timeout to wait longer",
+                hint="check that the server is up; raise timeout_s to wait longer",
+                params=("timeout_s",),
             ) from last
         sleep(min(delay, remaining))
         try:

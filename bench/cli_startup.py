@@ -1,14 +1,22 @@
 """What one pgq command costs from a cold process, beside a bare psycopg script.
 
-Usage: .venv/bin/python bench/cli_startup.py [--dsn DSN] [--runs N]
+Usage: .venv/bin/python bench/cli_startup.py [--dsn DSN] [--runs N] [--before DIR]
 
 Each round runs, in rotated order, as separate processes with PGQ_DSN set:
   - bare:     python -c "import psycopg; connect; SELECT 1" (the floor for any client);
   - claim:    `pgq claim -q <empty scratch queue>` (connect, return-due, claim, exit 0);
   - version:  `pgq --version`;
   - help:     `pgq --help`;
+  - cmd-help: `pgq claim --help`;
   - send:     `pgq send -q <scratch queue> '{}'`.
-It reports the median and the spread (min-max) in ms over N rounds, and claim / bare.
+It reports the median and the spread (min-max) of the wall time in ms over N rounds, each
+median / bare's, and the median CPU time (user + system) of the process: on a loaded
+machine the wall time mostly measures waiting for a core, the CPU time much less so.
+
+`--before DIR` adds, in the same rounds, the claim, version, help and cmd-help of another
+source tree (an older commit: `mkdir /tmp/pgq-before && git archive <commit> | tar -x -C
+/tmp/pgq-before`), run as `python -P -m pgq_cli.cli.main` with PYTHONPATH=DIR, so a change is
+measured against what it replaced on the same machine at the same moment.
 The queue is migrated first (`pgq migrate`) and its scratch messages are purged at the end.
 """
 
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,13 +48,23 @@ def pgq_executable() -> str:
     return found
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+Shape = tuple[list[str], dict[str, str]]  # argv, extra environment
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU milliseconds of one run of `argv`."""
+    cpu_before = _children_cpu_s()
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     elapsed = (time.perf_counter() - started) * 1000
     if done.returncode != 0:
         sys.exit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
-    return elapsed
+    return elapsed, (_children_cpu_s() - cpu_before) * 1000
 
 
 def main() -> None:
@@ -53,6 +72,7 @@ def main() -> None:
     parser.add_argument("--dsn", default=os.environ.get(
         "PGQ_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument("--before", metavar="DIR", help="another source tree to compare")
     args = parser.parse_args()
 
     pgq = pgq_executable()
@@ -61,29 +81,44 @@ def main() -> None:
     queue = f"bench-startup-{uuid.uuid4().hex[:8]}"
     subprocess.run([pgq, "migrate"], env=env, check=True, capture_output=True)
 
-    shapes: dict[str, list[str]] = {
-        "bare": [sys.executable, "-c", BARE],
-        "claim": [pgq, "claim", "-q", queue],
-        "version": [pgq, "--version"],
-        "help": [pgq, "--help"],
-        "send": [pgq, "send", "-q", queue, "{}"],
+    shapes: dict[str, Shape] = {
+        "bare": ([sys.executable, "-c", BARE], {}),
+        "claim": ([pgq, "claim", "-q", queue], {}),
+        "version": ([pgq, "--version"], {}),
+        "help": ([pgq, "--help"], {}),
+        "cmd-help": ([pgq, "claim", "--help"], {}),
+        "send": ([pgq, "send", "-q", queue, "{}"], {}),
     }
+    if args.before:
+        # -P: without it `-m` puts the working directory (this checkout) ahead of PYTHONPATH.
+        before = [sys.executable, "-P", "-m", "pgq_cli.cli.main"]
+        tree = {"PYTHONPATH": str(Path(args.before).resolve())}
+        for name in ("claim", "version", "help", "cmd-help"):
+            shapes[f"{name}@before"] = (before + shapes[name][0][1:], tree)
     names = list(shapes)
     times: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for name in names:  # one untimed warm-up each: page cache, .pyc files
-        timed(shapes[name], env)
+        timed(shapes[name][0], {**env, **shapes[name][1]})
     for round_no in range(args.runs):
         order = names[round_no % len(names):] + names[: round_no % len(names)]
         for name in order:
-            times[name].append(timed(shapes[name], env))
+            argv, extra = shapes[name]
+            wall_ms, cpu_ms = timed(argv, {**env, **extra})
+            times[name].append(wall_ms)
+            cpu[name].append(cpu_ms)
     subprocess.run([pgq, "purge", queue, "--all"], env=env, check=False, capture_output=True)
 
     bare = statistics.median(times["bare"])
-    print(f"{'command':<10} {'median ms':>10} {'min-max ms':>16} {'/ bare':>7}")
+    bare_cpu = statistics.median(cpu["bare"])
+    print(f"{'command':<16} {'median ms':>10} {'min-max ms':>12} {'/ bare':>7} "
+          f"{'cpu ms':>7} {'/ bare':>7}")
     for name in names:
         median = statistics.median(times[name])
         spread = f"{min(times[name]):.0f}-{max(times[name]):.0f}"
-        print(f"{name:<10} {median:>10.1f} {spread:>16} {median / bare:>7.2f}")
+        cpu_median = statistics.median(cpu[name])
+        print(f"{name:<16} {median:>10.1f} {spread:>12} {median / bare:>7.2f} "
+              f"{cpu_median:>7.1f} {cpu_median / bare_cpu:>7.2f}")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgq_cli.core import connect, migrate
+from pgq_cli.core import checks, migrate
 from pgq_cli.core.errors import PgqError
 from pgq_cli.core.queue import Queue
 from pgq_cli.ops import thresholds as health
@@ -153,7 +153,7 @@ def measure(dsn: str, rows: int, repeats: int) -> dict[str, Any]:
             # The same statement timeout as the CLI's, so that both fail alike.
             conn.execute(
                 "SELECT set_config('statement_timeout', %s, false)",
-                (f"{connect.DEFAULT_STATEMENT_TIMEOUT_MS}ms",),
+                (f"{checks.DEFAULT_STATEMENT_TIMEOUT_MS}ms",),
             )
             q = Queue(conn, schema)
             timings = {name: Timing() for name in VARIANTS}
@@ -225,7 +225,7 @@ def report(results: list[dict[str, Any]], argv: list[str], server: str, repeats:
         "cli: wall time of `PGQ_DSN=$DSN pgq stats --schema <scratch> <variant>` "
         "(Python start-up included);",
         "collect: health.collect() on an open connection (the SQL alone), same "
-        f"statement_timeout as the CLI ({connect.DEFAULT_STATEMENT_TIMEOUT_MS / 1000:g} s)",
+        f"statement_timeout as the CLI ({checks.DEFAULT_STATEMENT_TIMEOUT_MS / 1000:g} s)",
         "",
     ]
     for r in results:

@@ -44,9 +44,11 @@ def test_help_lists_the_commands_in_order() -> None:
 
 
 def test_main_registers_each_command_group_once_in_help_order() -> None:
-    """Each command is declared in exactly one module; main adds the modules in order."""
-    per_module = [command_names(group) for group in main.COMMAND_GROUPS]
+    """Each command is declared in exactly one module; main names the modules in order,
+    with the commands each one declares."""
+    per_module = [command_names(main.command_group(module)) for module in main.COMMAND_MODULES]
     assert [name for names in per_module for name in names] == HELP_ORDER
+    assert per_module == [list(names) for names in main.COMMAND_MODULES.values()]
     assert command_names(main.build_app()) == HELP_ORDER
 
 

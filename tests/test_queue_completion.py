@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import psycopg
 import pytest
 from helpers import UNREACHABLE_DSN
 
@@ -89,7 +90,7 @@ def test_callback_gives_up_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> N
     def hang(*args: Any, **kwargs: Any) -> None:
         time.sleep(30)
 
-    monkeypatch.setattr(completion.psycopg, "connect", hang)
+    monkeypatch.setattr(psycopg, "connect", hang)  # the callback imports it when it runs
     monkeypatch.setattr(completion, "DEADLINE_S", 0.5)
     started = time.monotonic()
     assert complete_queue(ctx(dsn=UNREACHABLE_DSN), "") == []

@@ -113,8 +113,8 @@ def test_claim_wait_exits_69_with_one_error_line_when_the_server_stays_away(
     )
     try:
         _wait_for_client(dsn, "pgq claim")
+        started = time.monotonic()  # the claim may notice before stop() returns
         server.stop("immediate")
-        started = time.monotonic()
         out, err = proc.communicate(timeout=30)
         gave_up_after = time.monotonic() - started
     finally:

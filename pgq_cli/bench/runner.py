@@ -34,9 +34,9 @@ from ..core.checks import MAX_PRIORITY, MIN_PRIORITY
 from ..core.errors import NothingDone, PgqError
 from ..core.queue import Queue
 from ..core.translate import translated
+from . import DEFAULT_INFLIGHT
 from . import schema as bench_sql
 
-DEFAULT_INFLIGHT = (0, 10_000, 100_000, 1_000_000)
 BENCH_QUEUE = "bench"
 DELAYED_QUEUE = "bench-delayed"
 # Long enough that no lease taken during a run can expire during it: any message handed

@@ -89,10 +89,13 @@ def root(
     state.debug = state.debug or debug
 
 
-def create_app() -> typer.Typer:
-    """The root application with its options (--debug, --version) and no commands yet."""
+def create_app(cls: type[PgqGroup] = PgqGroup) -> typer.Typer:
+    """The root application with its options (--debug, --version) and no commands yet.
+
+    `cls` is the click group it becomes: `main` passes one that loads commands lazily.
+    """
     app = typer.Typer(
-        cls=PgqGroup,
+        cls=cls,
         name="pgq",
         help="pgq: a Postgres-backed priority message queue. Priority 10 is most urgent.\n\n"
         + EXIT_CODES_HELP,

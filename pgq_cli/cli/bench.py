@@ -8,19 +8,20 @@ point at a server with real queues.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import psycopg
 import typer
 
-from ..bench import runner as bench
-from ..core import connect
+from ..bench import DEFAULT_INFLIGHT
 from ..core.errors import InvalidInput, PgqError
 from ..core.exitcodes import ExitCode
 from . import output as render
 from .boundary import boundary, say
 from .connection import open_target
 from .options import DsnOpt, JsonOpt
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 class ClaimNotExact(PgqError):
@@ -54,7 +55,7 @@ def bench_command(
     inflight: Annotated[
         str,
         typer.Option("--inflight", help="Comma-separated in-flight (leased) backlog sizes."),
-    ] = ",".join(str(n) for n in bench.DEFAULT_INFLIGHT),
+    ] = ",".join(str(n) for n in DEFAULT_INFLIGHT),
     delayed: Annotated[
         int, typer.Option("--delayed", help="Also measure with this many delayed messages.")
     ] = 0,
@@ -106,6 +107,10 @@ def bench_command(
     the claim's round trip; over-claims (a claim returning more than --qty) and duplicate
     leases (a message handed out twice within a live lease) are counted, and exit 3 if any.
     """
+    # The runner (psycopg, threads) loads when a bench runs, not for `pgq bench --help`.
+    from ..bench import runner as bench
+    from ..core import connect
+
     with boundary():
         sizes = _parse_sizes(inflight)
         try:

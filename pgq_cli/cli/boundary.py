@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
 import typer
 
 from ..core.errors import (
@@ -28,8 +27,7 @@ from ..core.errors import (
     redact,
 )
 from ..core.exitcodes import ExitCode
-from ..core.translate import translate
-from .output import stderr
+from .output import to_stderr
 
 
 class _State:
@@ -44,7 +42,7 @@ state = _State()
 
 def say(message: str) -> None:
     """A status line on stderr."""
-    stderr.print(redact(message, state.secrets), markup=False)
+    to_stderr(redact(message, state.secrets))
 
 
 # The library's errors name its parameters (`PgqError.params`); the CLI says the flag or
@@ -94,14 +92,14 @@ def fail(error: PgqError) -> typer.Exit:
         said = CLI_HINTS[type(error)]
     hint = f" — {in_cli_words(said, error.params)}" if said else ""
     line = f"pgq: error: {message}{hint}".replace("\n", " ")
-    stderr.print(redact(line, state.secrets), markup=False)
+    to_stderr(redact(line, state.secrets))
     return typer.Exit(int(error.exit_code))
 
 
 def _print_debug_traceback(exc: BaseException) -> None:
     if state.debug:
         text = "".join(traceback.format_exception(exc))
-        stderr.print(redact(text, state.secrets), markup=False)
+        to_stderr(redact(text, state.secrets))
 
 
 @contextmanager
@@ -114,9 +112,6 @@ def boundary() -> Iterator[None]:
     except PgqError as exc:
         _print_debug_traceback(exc)
         raise fail(exc) from None
-    except psycopg.Error as exc:
-        _print_debug_traceback(exc)
-        raise fail(translate(exc)) from None
     except KeyboardInterrupt:
         say("pgq: interrupted")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
@@ -126,10 +121,20 @@ def boundary() -> Iterator[None]:
         raise typer.Exit(int(ExitCode.OK)) from None
     except Exception as exc:
         _print_debug_traceback(exc)
-        name = type(exc).__name__
-        raise fail(
-            PgqError(f"unexpected {name}: {exc}", hint="rerun with --debug and report it")
-        ) from None
+        raise fail(_as_pgq_error(exc)) from None
+
+
+def _as_pgq_error(exc: Exception) -> PgqError:
+    """A database error translated; anything else is unexpected (a bug)."""
+    # Only a process that imported psycopg can have a psycopg error to translate; looking
+    # it up here keeps psycopg out of commands that never connect (and of `--help`).
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        from ..core.translate import translate
+
+        return translate(exc)
+    name = type(exc).__name__
+    return PgqError(f"unexpected {name}: {exc}", hint="rerun with --debug and report it")
 
 
 def _silence_stdout() -> None:
@@ -144,5 +149,5 @@ def usage_error(exc: Any, command_path: str) -> int:
     """Print a parser usage error (Typer's) as one line; return its exit code."""
     message = exc.format_message() if callable(getattr(exc, "format_message", None)) else exc
     line = f"pgq: error: {message} — see '{command_path} --help'".replace("\n", " ")
-    stderr.print(redact(line, state.secrets), markup=False)
+    to_stderr(redact(line, state.secrets))
     return int(getattr(exc, "exit_code", ExitCode.USAGE))

@@ -12,12 +12,9 @@ import threading
 import warnings
 from typing import Any
 
-import psycopg
 import typer
 
-from ..core import connect
 from ..core.checks import DEFAULT_SCHEMA
-from ..core.queue import Queue
 
 CONNECT_TIMEOUT_S = 2  # libpq's minimum
 STATEMENT_TIMEOUT_MS = 1000
@@ -32,6 +29,13 @@ def queue_names_from(dsn: str | None, schema: str, prefix: str) -> list[str]:
 
     def lookup() -> None:
         try:
+            # Imported here: every command's options name this callback, and `--help`
+            # must not load psycopg.
+            import psycopg
+
+            from ..core import connect
+            from ..core.queue import Queue
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 target = connect.resolve(dsn)

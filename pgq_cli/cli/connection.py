@@ -11,17 +11,24 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from ..core import connect, reconnect
-from ..core.checks import DEFAULT_SCHEMA
+from ..core.checks import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_SCHEMA, DEFAULT_STATEMENT_TIMEOUT_MS
 from ..core.errors import ConnectFailed
-from ..core.queue import Queue
 from .boundary import boundary, say, state
 
+# Command modules import this at their top, and `pgq CMD --help` must not load psycopg:
+# the connecting code loads when a command connects.
+if TYPE_CHECKING:
+    from ..core.connect import Target
+    from ..core.queue import Queue
+    from ..core.reconnect import Connection
 
-def open_target(dsn: str | None) -> connect.Target:
+
+def open_target(dsn: str | None) -> Target:
     """Resolve where to connect; say so on stderr when it is the embedded server."""
+    from ..core import connect
+
     if dsn and dsn == os.environ.get("PGQ_DSN"):
         # Typer fills --dsn from PGQ_DSN as well; only a DSN typed on the command line is
         # "--dsn" (and visible in the process list).
@@ -47,11 +54,14 @@ def session(
     dsn: str | None,
     schema: str = DEFAULT_SCHEMA,
     *,
-    statement_timeout_ms: int = connect.DEFAULT_STATEMENT_TIMEOUT_MS,
-    lock_timeout_ms: int = connect.DEFAULT_LOCK_TIMEOUT_MS,
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
 ) -> Iterator[Queue]:
     """Inside the boundary: connect as `pgq <command>` and yield a Queue."""
     with boundary():
+        from ..core import connect
+        from ..core.queue import Queue
+
         target = open_target(dsn)
         conn = connect.connect(
             target,
@@ -75,15 +85,18 @@ def run_reconnecting(
     work: Callable[[Queue], Result],
     *,
     reconnect_timeout_s: float,
-    statement_timeout_ms: int = connect.DEFAULT_STATEMENT_TIMEOUT_MS,
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
 ) -> Result:
     """Inside the boundary: connect as `pgq <command>` and run `work`; when the connection
     goes away, say so, reconnect with back-off for up to `reconnect_timeout_s` and run
     `work` again on the new connection (then exit 69 if the server stays away)."""
     with boundary():
+        from ..core import connect, reconnect
+        from ..core.queue import Queue
+
         target = open_target(dsn)
 
-        def dial() -> reconnect.Connection:
+        def dial() -> Connection:
             return connect.connect(
                 target, f"pgq {command}", statement_timeout_ms=statement_timeout_ms
             )

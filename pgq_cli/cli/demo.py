@@ -12,17 +12,19 @@ import json
 import sys
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 import typer
 
 from ..core import checks
-from ..core import migrate as migrator
-from ..core import queue as core
 from ..core.errors import PgqError, StaleLease
 from . import output as render
 from .connection import session
 from .options import DsnOpt, SchemaOpt
 from .output import Format, line
+
+if TYPE_CHECKING:
+    from ..core import queue as core
 
 # (priority, payload), deliberately sent out of priority order.
 DEMO_MESSAGES: tuple[tuple[int, dict[str, str]], ...] = (
@@ -49,6 +51,8 @@ def demo(dsn: DsnOpt = "", schema: SchemaOpt = checks.DEFAULT_SCHEMA) -> None:
     Works with zero configuration on the embedded PostgreSQL. Uses a queue of its own
     (demo-<random>) and deletes what it sent, so it is safe on a real server too.
     """
+    from ..core import migrate as migrator  # psycopg: loaded when the demo runs, not for help
+
     queue = f"demo-{uuid.uuid4().hex[:8]}"
     with session("demo", dsn, schema) as q:
         applied = migrator.migrate(q.conn, schema)

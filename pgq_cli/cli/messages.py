@@ -9,15 +9,13 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..core import checks
-from ..core.connect import DEFAULT_STATEMENT_TIMEOUT_MS
 from ..core.durations import parse_duration
 from ..core.errors import EmptyClaim, InvalidInput, NothingDone
-from ..core.queue import Message, Queue
 from . import output as render
 from .boundary import boundary, say
 from .connection import run_reconnecting, session
@@ -35,6 +33,9 @@ from .options import (
     StatementTimeoutOpt,
 )
 from .output import Format
+
+if TYPE_CHECKING:  # psycopg loads when a command connects, not for `--help`
+    from ..core.queue import Message, Queue
 
 # Registered by `main.build_app`, in the order `pgq --help` lists them.
 commands = typer.Typer()
@@ -170,7 +171,7 @@ def claim(
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
-    statement_timeout: StatementTimeoutOpt = DEFAULT_STATEMENT_TIMEOUT_MS,
+    statement_timeout: StatementTimeoutOpt = checks.DEFAULT_STATEMENT_TIMEOUT_MS,
 ) -> None:
     """Lease up to --qty messages: highest priority first (10 is most urgent), FIFO within one.
 

@@ -8,7 +8,7 @@ render through `output.py`.
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,8 +17,6 @@ from ..core.checks import DEFAULT_QUEUE, DEFAULT_SCHEMA, check_queue
 from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
 from ..core.exitcodes import ExitCode
-from ..core.queue import Queue
-from ..ops import doctor as doctor_core
 from ..ops import watch as watch_core
 from . import output as render
 from .boundary import boundary, say
@@ -33,6 +31,9 @@ from .options import (
     StatementTimeoutOpt,
 )
 from .output import Format
+
+if TYPE_CHECKING:  # psycopg loads when a command connects, not for `--help`
+    from ..core.queue import Queue
 
 PURGE_STATEMENT_TIMEOUT_MS = 60_000
 
@@ -230,6 +231,8 @@ def doctor(
         check_queue(queue)
         max_age = parse_duration(max_xact_age, "--max-xact-age")
     with session("doctor", dsn, schema) as q:
+        from ..ops import doctor as doctor_core  # psycopg: loaded when it runs, not for help
+
         report = doctor_core.run(q, queue=queue, max_xact_age_s=max_age)
         shown = report.problems if problems_only else report.findings
         render.findings(shown, fmt, schema=schema)

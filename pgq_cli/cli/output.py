@@ -20,27 +20,36 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
-from tabulate import tabulate
+# Every `pgq` run imports this module, most of them only to write a few plain lines: rich,
+# tabulate and the modules whose results are rendered here load in the functions that
+# need them (tests/test_startup.py keeps `pgq --help` and `pgq claim` free of them).
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
 
-from ..bench.runner import BenchResult, ProgressCallback
+    from ..bench.runner import BenchResult, ProgressCallback
+    from ..core.migrate import MigrationStatus
+    from ..core.queue import Message, QueueStats
+    from ..ops.doctor import Finding
+    from ..ops.watch import Frame
+
 from ..core.checks import MAX_PRIORITY
-from ..core.migrate import MigrationStatus
-from ..core.queue import Message, QueueStats
 from ..core.states import EFFECTIVE_STATES
-from ..ops.doctor import Finding
-from ..ops.watch import Frame
 
-# stderr is talk: status lines, warnings, errors. Never data. Only the error boundary
-# writes to it, so that every line is masked (`boundary.say`, `boundary.fail`).
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@cache
+def _stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def to_stderr(line: str) -> None:
+    """stderr is talk: status lines, warnings, errors. Never data. Only the error boundary
+    calls this, so that every line is masked (`boundary.say`, `boundary.fail`)."""
+    _stderr_console().print(line, markup=False)
 
 
 class Format(StrEnum):
@@ -86,8 +95,13 @@ def _payload_text(payload: Any) -> str:
 def write_table(fmt: Format, headers: Sequence[str], cells: list[list[Any]], title: str) -> None:
     """A table: tabulate columns, a rich table, or tab-separated lines (`plain`)."""
     if fmt is Format.table:
+        from tabulate import tabulate
+
         _out(tabulate(cells, headers=list(headers), tablefmt="simple"))
     elif fmt is Format.rich:
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table(title=title, title_justify="left")
         for header in headers:
             table.add_column(header, overflow="fold")
@@ -172,6 +186,9 @@ def stats(result: QueueStats, fmt: Format) -> None:
     if fmt is not Format.rich:
         write_table(fmt, STATS_HEADERS, rows, "")
         return
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     table = Table(
         title=f"pgq stats — priority {MAX_PRIORITY} is most urgent, claimed first",
@@ -273,6 +290,9 @@ def findings(shown: Sequence[Finding], fmt: Format, *, schema: str) -> None:
         for f in shown:
             one(f.to_json(), Format.json)
     elif fmt is Format.rich:
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table(title=f"pgq doctor — schema {schema}", title_justify="left")
         for header in DOCTOR_HEADERS:
             table.add_column(header, overflow="fold")
@@ -312,6 +332,10 @@ def watch_view(
     frame: Frame, *, queue: str | None = None, title: str = "pgq watch"
 ) -> RenderableType:
     """A watch frame as a rich renderable: a summary line and a table per queue and priority."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     when = datetime.fromtimestamp(frame.wall, UTC).strftime("%H:%M:%S")
     summary = Text.assemble(
         (f"{title}  ", "bold"),
@@ -406,6 +430,9 @@ def watch_frames(
 
         yield emit_text
         return
+    from rich.console import Console
+    from rich.live import Live
+
     display: Live | None = None
 
     def draw(frame: Frame) -> None:
@@ -447,6 +474,9 @@ def bench_progress() -> Iterator[ProgressCallback | None]:
     if not sys.stderr.isatty():
         yield None
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -508,6 +538,10 @@ def bench_report(result: BenchResult, json_out: bool) -> None:
         " (over/dup per level; * = stopped by --max-seconds before the queue drained)"
     )
     if sys.stdout.isatty():
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table(
             title=title,
             title_justify="left",
@@ -522,6 +556,8 @@ def bench_report(result: BenchResult, json_out: bool) -> None:
             table.add_row(*(str(v) for v in row))
         Console().print(table)
     else:
+        from tabulate import tabulate
+
         sys.stdout.write(title + "\n")
         sys.stdout.write(
             tabulate(_bench_rows(result), headers=list(BENCH_HEADERS), tablefmt="simple") + "\n"

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from ..core import checks
-from ..core import migrate as migrator
 from ..ops.grants import DEFAULT_ROLE_PREFIX, grant_sql
 from . import output as render
 from .boundary import boundary, say
@@ -54,6 +53,8 @@ def migrate(
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """Create or upgrade the pgq schema. Safe to run again; concurrent runs take turns."""
+    from ..core import migrate as migrator  # psycopg: loaded when it runs, not for help
+
     fmt = render.resolve_format(fmt, json_out)
     if print_grants:
         with boundary():

@@ -10,14 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..core import checks
 from ..core.errors import InvalidInput
 from ..core.exitcodes import ExitCode
-from ..core.queue import Queue
 from ..ops import estimate as estimate_core
 from ..ops import prometheus
 from ..ops import thresholds as health
@@ -26,6 +25,9 @@ from .boundary import boundary, say
 from .connection import session
 from .options import DsnOpt, JsonOpt, SchemaOpt
 from .output import Format
+
+if TYPE_CHECKING:
+    from ..core.queue import Queue
 
 DEFAULT_TEXTFILE_NAME = prometheus.DEFAULT_FILENAME
 

@@ -40,6 +40,10 @@ MAX_MSG_ID = 2**63 - 1  # bigint
 # `pgq queue config Q --dedup-window`).
 DEFAULT_DEDUP_WINDOW_S = 24 * 3600.0
 MAX_DEDUP_KEY_BYTES = 512  # the database CHECKs the same
+# Every connection's timeouts unless a command says otherwise; here, not beside the
+# connecting code, because the CLI shows them in its help without loading psycopg.
+DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+DEFAULT_LOCK_TIMEOUT_MS = 5_000
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo
 
+from .checks import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
 from .errors import ConfigError, ConnectFailed
 from .translate import translate
 
@@ -36,8 +37,6 @@ _NO_SUCH_DATABASE = re.compile(r'FATAL:\s+database ".*" does not exist')
 _LOGIN_REFUSED = re.compile(
     r'FATAL:\s+(password authentication failed|role ".*" does not exist|no pg_hba\.conf entry)'
 )
-DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
-DEFAULT_LOCK_TIMEOUT_MS = 5_000
 
 
 @dataclass(frozen=True)

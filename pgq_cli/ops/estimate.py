@@ -23,15 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from psycopg.rows import dict_row
+from typing import TYPE_CHECKING, Any
 
 from ..core.checks import check_queue
-from ..core.queue import PriorityStats, Queue, QueueStats
 from ..core.states import EFFECTIVE_STATES
-from ..core.translate import translated
 from . import queries as ops_queries
+
+# The CLI shows EXACT_READY_CAP in `pgq stats --help`: what needs psycopg is imported by
+# the functions that run queries.
+if TYPE_CHECKING:
+    from ..core.queue import PriorityStats, Queue, QueueStats
 
 # Ready rows counted exactly per queue and priority, and other rows per class, before
 # estimating.
@@ -50,6 +51,8 @@ def estimate(q: Queue, *, queue: str | None = None) -> tuple[QueueStats, frozens
 
 
 def _pause_lookup(q: Queue) -> Callable[[str, int], bool]:
+    from ..core.translate import translated
+
     with translated():
         rows = q.conn.execute(q.compose(ops_queries.QUEUE_PAUSES)).fetchall()
     settings = {str(r[0]): (bool(r[1]), r[2]) for r in rows}
@@ -80,6 +83,11 @@ def _estimate(q: Queue, queue: str | None) -> tuple[QueueStats, frozenset[Group]
     10M rows, counting even 10,000 rows of each of 40 groups meant 400,000 heap reads
     scattered over the table); what it puts below is counted, exactly up to the cap.
     """
+    from psycopg.rows import dict_row
+
+    from ..core.queue import QueueStats
+    from ..core.translate import translated
+
     params: dict[str, Any] = {"queue": queue, "cap": EXACT_READY_CAP,
                               "table": f"{q.schema}.messages", "seed": 1}
     groups: dict[Group, _Counts] = {}
@@ -138,6 +146,8 @@ class _Counts:
             self.ages.append(ready_age)
 
     def stats(self, key: Group, paused: bool) -> PriorityStats:
+        from ..core.queue import PriorityStats
+
         return PriorityStats(
             queue=key[0], priority=key[1], ready=self.ready, leased=self.leased,
             expired=self.expired, delayed=self.delayed, dead=self.dead,

@@ -23,8 +23,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from psycopg import sql
-
 from ..core.checks import check_schema
 from ..core.errors import InvalidInput
 
@@ -109,6 +107,9 @@ def mentioned_objects() -> set[str]:
 
 def grant_sql(schema: str = "pgq", prefix: str = DEFAULT_ROLE_PREFIX) -> str:
     """The SQL script creating the roles (if missing) and granting them; one transaction."""
+    # Imported here: `pgq migrate --help` shows DEFAULT_ROLE_PREFIX without loading psycopg.
+    from psycopg import sql
+
     check_schema(schema)
     roles = Roles.with_prefix(prefix)
 

@@ -20,13 +20,15 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.checks import check_queue
 from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
-from ..core.queue import PriorityStats, Queue, QueueStats
-from . import estimate as estimate_module
+
+# The CLI shows METRIC_HINT in `pgq stats --help`: this module loads no psycopg itself.
+if TYPE_CHECKING:
+    from ..core.queue import PriorityStats, Queue, QueueStats
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ def collect(q: Queue, *, queue: str | None = None, estimate: bool = False) -> Sn
         check_queue(queue)
     started = time.monotonic()
     if estimate:
+        from . import estimate as estimate_module
+
         stats, sampled = estimate_module.estimate(q, queue=queue)
     else:
         stats, sampled = q.stats(queue=queue), frozenset()

@@ -24,12 +24,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core.queue import Queue, QueueStats
-from ..core.translate import translated
 from . import queries as ops_queries
 from . import thresholds as health
+
+# The CLI shows AUTO_ESTIMATE_ROWS in `pgq watch --help`: this module loads no psycopg
+# itself (`translated` comes with the first frame).
+if TYPE_CHECKING:
+    from ..core.queue import Queue, QueueStats
 
 # Above this many rows (planner statistics) watch estimates instead of counting, so that a
 # refresh every second stays cheap; `--exact` / `--estimate` override it.
@@ -84,6 +87,8 @@ class Frame:
 
 
 def counters(q: Queue) -> Counters | None:
+    from ..core.translate import translated
+
     with translated():
         row = q.conn.execute(
             ops_queries.TABLE_COUNTERS, {"table": f"{q.schema}.messages"}
@@ -92,6 +97,8 @@ def counters(q: Queue) -> Counters | None:
 
 
 def should_estimate(q: Queue) -> bool:
+    from ..core.translate import translated
+
     with translated():
         row = q.conn.execute(
             ops_queries.TABLE_ROWS_ESTIMATE, {"table": f"{q.schema}.messages"}

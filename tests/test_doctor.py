@@ -452,10 +452,15 @@ def test_monitor_role_runs_doctor_and_is_told_what_it_cannot_see(
 ) -> None:
     """The least-privilege monitor role can run every check (EXPLAIN of the claim's UPDATE
     needed the UPDATE privilege: doctor used to exit 77), but pg_stat_activity hides other
-    roles' transactions from it: it says so instead of reporting all clear."""
+    roles' transactions from it: it says so instead of reporting all clear.
+
+    The grants script gives the monitor pg_monitor, which shows them; this is the monitor
+    of a script run without the right to grant it (tests/test_grants.py)."""
     fill(q, 100)
     monitor = Cli(monitor_dsn)
     user = conninfo.conninfo_to_dict(monitor_dsn)["user"]
+    group = user.removesuffix("_doctor") + "_monitor"
+    q.conn.execute(sql.SQL("REVOKE pg_monitor FROM {}").format(sql.Identifier(group)))
     holder = psycopg.connect(db_dsn, application_name="holder")
     try:
         holder.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -479,6 +484,25 @@ def test_monitor_role_runs_doctor_and_is_told_what_it_cannot_see(
         granted = monitor("doctor", "--json", "--max-xact-age", "1s")
         assert granted.exit_code == 3, granted.stderr
         assert one(granted, "xmin_horizon")["summary"].startswith(
+            f"pid {holder.info.backend_pid} (postgres, holder) has been idle in transaction"
+        )
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_monitor_role_with_pg_monitor_sees_every_session(
+    monitor_dsn: str, db_dsn: str, cli: Cli, q: Queue
+) -> None:
+    """As granted by the script, the monitor sees another role's old transaction."""
+    holder = psycopg.connect(db_dsn, application_name="holder")
+    try:
+        holder.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        holder.execute("SELECT 1")
+        time.sleep(1.2)
+        result = Cli(monitor_dsn)("doctor", "--json", "--max-xact-age", "1s")
+        assert result.exit_code == 3, result.stderr
+        assert one(result, "xmin_horizon")["summary"].startswith(
             f"pid {holder.info.backend_pid} (postgres, holder) has been idle in transaction"
         )
     finally:

@@ -1,5 +1,5 @@
 """Failover without losing a message, on a real primary and synchronous standby
-(tests/replication.py): the primary is killed (`pg_ctl stop -m immediate`), the standby
+(tests/helpers_failover.py): the primary is killed (`pg_ctl stop -m immediate`), the standby
 promoted, and clients on one multi-host DSN carry on.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 from conftest import Cli
 from helpers import assert_failed
-from replication import ReplicatedPair
+from helpers_failover import FailoverPair
 
 from pgq_cli.core import connect, reconnect
 from pgq_cli.core.queue import Queue
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def pair() -> Iterator[ReplicatedPair]:
-    with ReplicatedPair() as built:
+def pair() -> Iterator[FailoverPair]:
+    with FailoverPair() as built:
         yield built
 
 
@@ -34,7 +34,7 @@ def _dial(dsn: str, name: str) -> reconnect.Connection:
 
 
 def test_multi_host_dsn_follows_the_primary_through_a_failover(
-    pair: ReplicatedPair, monkeypatch: pytest.MonkeyPatch
+    pair: FailoverPair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dsn = pair.migrated_database()
     before = Cli(dsn)("send", "-q", "jobs", '{"n": 1}')
@@ -59,7 +59,7 @@ def test_multi_host_dsn_follows_the_primary_through_a_failover(
 
 
 def test_a_retried_send_with_its_dedup_key_makes_no_duplicate_across_a_failover(
-    pair: ReplicatedPair,
+    pair: FailoverPair,
 ) -> None:
     dsn = pair.migrated_database()
     with _dial(dsn, "producer") as conn:
@@ -158,7 +158,7 @@ def _consumer(dsn: str, run: Run) -> None:
 
 
 def test_failover_mid_stream_loses_no_message_and_the_consumer_recovers_by_itself(
-    pair: ReplicatedPair,
+    pair: FailoverPair,
 ) -> None:
     dsn = pair.migrated_database()
     run = Run()

@@ -201,3 +201,51 @@ def test_grants_run_twice_and_take_back_what_a_role_should_not_have(
     result = Cli(roles["producer"])("ack", str(msg_id))
     assert result.exit_code == 77, result.stderr
     assert Cli(roles["producer"])("send", "{}").exit_code == 0
+
+
+def test_only_the_monitor_gets_pg_monitor(roles: dict[str, str], db_dsn: str) -> None:
+    """pgq doctor reads pg_stat_replication (standby lag) through it."""
+    with psycopg.connect(db_dsn, autocommit=True) as admin:
+        for kind, dsn in roles.items():
+            login = conninfo.conninfo_to_dict(dsn)["user"]
+            row = admin.execute(
+                "SELECT pg_has_role(%s, 'pg_monitor', 'USAGE')", (login,)
+            ).fetchone()
+            assert row == (kind == "monitor",), kind
+
+
+def test_grants_without_the_right_to_grant_pg_monitor_still_apply(db_dsn: str) -> None:
+    """A schema owner who is not a superuser gets every other grant and a warning."""
+    prefix = f"pgqt_{uuid.uuid4().hex[:10]}"
+    owner = f"{prefix}_owner"
+    group = grants.Roles.with_prefix(prefix)
+    with psycopg.connect(db_dsn, autocommit=True) as admin:
+        # The groups exist already, made by an administrator; the owner cannot make roles.
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(owner)))
+        for name in group.all():
+            admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("ALTER SCHEMA pgq OWNER TO {}").format(sql.Identifier(owner)))
+        admin.execute(sql.SQL("GRANT ALL ON ALL TABLES IN SCHEMA pgq TO {} WITH GRANT OPTION")
+                      .format(sql.Identifier(owner)))
+        admin.execute(sql.SQL("GRANT ALL ON ALL SEQUENCES IN SCHEMA pgq TO {} WITH GRANT OPTION")
+                      .format(sql.Identifier(owner)))
+        try:
+            warnings: list[str] = []
+            with psycopg.connect(conninfo.make_conninfo(db_dsn, user=owner),
+                                 autocommit=True) as conn:
+                conn.add_notice_handler(lambda notice: warnings.append(str(notice.message_primary)))
+                conn.execute(grants.grant_sql("pgq", prefix).encode())
+            assert any("could not grant pg_monitor" in w for w in warnings), warnings
+            row = admin.execute(
+                "SELECT has_column_privilege(%s, 'pgq.messages', 'state', 'SELECT'),"
+                " pg_has_role(%s, 'pg_monitor', 'USAGE')",
+                (group.monitor, group.monitor),
+            ).fetchone()
+            assert row == (True, False)
+        finally:
+            # The database is this test's own: dropping the schema takes every grant on
+            # it (column grants by the owner survive DROP OWNED), then the roles can go.
+            admin.execute("DROP SCHEMA pgq CASCADE")
+            names = sql.SQL(", ").join(map(sql.Identifier, (owner, *group.all())))
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(names))
+            admin.execute(sql.SQL("DROP ROLE {}").format(names))

@@ -30,9 +30,7 @@ def queue_names_from(dsn: str | None, schema: str, prefix: str) -> list[str]:
     def lookup() -> None:
         try:
             # Imported here: every command's options name this callback, and `--help`
-            # must not load psycopg.
-            import psycopg
-
+            # must not load psycopg (core.connect does).
             from ..core import connect
             from ..core.queue import Queue
 
@@ -41,15 +39,14 @@ def queue_names_from(dsn: str | None, schema: str, prefix: str) -> list[str]:
                 target = connect.resolve(dsn)
                 if target.embedded_dir is not None:
                     return  # starting a server on Tab is not acceptable
-                with psycopg.connect(
-                    target.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                with connect.connect(
+                    target,
+                    "pgq completion",
+                    statement_timeout_ms=STATEMENT_TIMEOUT_MS,
+                    connect_timeout_s=CONNECT_TIMEOUT_S,
                 ) as conn:
-                    conn.execute(
-                        "SELECT set_config('application_name', 'pgq completion', false),"
-                        " set_config('statement_timeout', %s, false)",
-                        (f"{STATEMENT_TIMEOUT_MS}ms",),
-                    )
-                    found.extend(Queue(conn, schema).queue_names(prefix))
+                    queue = Queue(conn, schema, pool_mode=target.pool_mode)
+                    found.extend(queue.queue_names(prefix))
         except Exception:
             found.clear()
 

@@ -70,7 +70,7 @@ def session(
             lock_timeout_ms=lock_timeout_ms,
         )
         try:
-            yield Queue(conn, schema)
+            yield Queue(conn, schema, pool_mode=target.pool_mode)
         finally:
             conn.close()
 

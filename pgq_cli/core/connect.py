@@ -4,6 +4,9 @@ Precedence: an explicit DSN (`--dsn`) > `PGQ_DSN` > `DATABASE_URL` > libpq's own
 environment (`PGHOST`, `PGHOSTADDR`, `PGSERVICE`; `~/.pgpass` then supplies passwords) >
 the embedded PostgreSQL server, started on demand under the user's data directory.
 
+Behind a transaction pooler (`PGQ_POOLER`, or detected: see `pooler`), statements are
+never prepared and the settings are applied per transaction instead of per session.
+
 This module never prints, never parses-and-rebuilds a DSN, and never writes `os.environ`.
 It reports what it chose in a `Target`, so the CLI can say so on stderr.
 """
@@ -20,9 +23,10 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo
 
+from . import pooler
 from .checks import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
 from .errors import ConfigError, ConnectFailed
-from .translate import translate
+from .translate import translate, translated
 
 # libpq variables that name a server: if any is set the user has configured libpq.
 LIBPQ_SERVER_VARS = ("PGHOST", "PGHOSTADDR", "PGSERVICE")
@@ -46,6 +50,8 @@ class Target:
     dsn: str
     source: str  # "--dsn", "PGQ_DSN", "DATABASE_URL", "libpq", "embedded"
     embedded_dir: Path | None = None
+    # One of `pooler.POOL_MODES` (`PGQ_POOLER`); "auto" detects a pooler when connecting.
+    pool_mode: str = pooler.AUTO
 
     @property
     def password(self) -> str:
@@ -68,14 +74,15 @@ def embedded_data_dir(env: Mapping[str, str]) -> Path:
 def resolve(dsn: str | None, env: Mapping[str, str] | None = None) -> Target:
     """Choose where to connect, without connecting."""
     env = os.environ if env is None else env
+    pool_mode = pooler.check_pool_mode(env.get(pooler.POOL_MODE_ENV) or pooler.AUTO)
     if dsn:
-        return Target(dsn, "--dsn")
+        return Target(dsn, "--dsn", pool_mode=pool_mode)
     for name in ("PGQ_DSN", "DATABASE_URL"):
         if env.get(name):
-            return Target(env[name], name)
+            return Target(env[name], name, pool_mode=pool_mode)
     if any(env.get(name) for name in LIBPQ_SERVER_VARS):
-        return Target("", "libpq")
-    return Target("", "embedded", embedded_data_dir(env))
+        return Target("", "libpq", pool_mode=pool_mode)
+    return Target("", "embedded", embedded_data_dir(env), pool_mode=pool_mode)
 
 
 def start_embedded(data_dir: Path) -> str:
@@ -115,8 +122,13 @@ def connect(
 ) -> psycopg.Connection[tuple[object, ...]]:
     """Open an autocommit connection and set it up for an operations tool.
 
-    Settings are applied with set_config after connecting (not as startup options, which
-    PgBouncer rejects), in one round trip.
+    The settings (`application_name`, `statement_timeout`, `lock_timeout`) are not startup
+    parameters: PgBouncer 1.18 refuses `options=-c …` (or, listed in
+    `ignore_startup_parameters`, drops it), and it sets a client's startup
+    `application_name` on the server connection for good, where clients that set none
+    inherit it. On a server session they are set once with set_config, in one round
+    trip; behind a transaction pooler every statement carries them for its own
+    transaction (`pooler.PerTransactionSettings`), so they hold for this client only.
     """
     dsn = start_embedded(target.embedded_dir) if target.embedded_dir else target.dsn
     try:
@@ -154,14 +166,24 @@ def connect(
                 ) from exc
             raise ConnectFailed(f"could not connect: {detail}") from exc
         raise error from exc
+    settings = {
+        "application_name": application_name,
+        "statement_timeout": f"{statement_timeout_ms}ms",
+        "lock_timeout": f"{lock_timeout_ms}ms",
+    }
     try:
-        conn.execute(
-            "SELECT set_config('application_name', %s, false),"
-            " set_config('statement_timeout', %s, false),"
-            " set_config('lock_timeout', %s, false)",
-            (application_name, f"{statement_timeout_ms}ms", f"{lock_timeout_ms}ms"),
-        )
-    except psycopg.Error as exc:
+        if pooler.transaction_pooled(conn, target.pool_mode):
+            pooler.prepare_for_pooler(conn)
+            pooler.use_per_transaction_settings(conn, settings)
+        else:
+            with translated():
+                conn.execute(
+                    "SELECT set_config('application_name', %(application_name)s, false),"
+                    " set_config('statement_timeout', %(statement_timeout)s, false),"
+                    " set_config('lock_timeout', %(lock_timeout)s, false)",
+                    settings,
+                )
+    except BaseException:
         conn.close()
-        raise translate(exc) from exc
+        raise
     return conn

@@ -24,8 +24,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from . import pooler, queries, waiting
 from . import purge as purge_checks
-from . import queries, waiting
 from .checks import (
     DEFAULT_DEDUP_WINDOW_S,
     DEFAULT_PRIORITY,
@@ -160,11 +160,26 @@ def _sort_claim_order(messages: Iterable[Message]) -> list[Message]:
 
 
 class Queue:
-    """The queue API over one connection. `schema` is where `pgq migrate` installed it."""
+    """The queue API over one connection. `schema` is where `pgq migrate` installed it.
 
-    def __init__(self, conn: psycopg.Connection[Any], schema: str = DEFAULT_SCHEMA) -> None:
+    `pool_mode` says whether `conn` goes through a transaction pooler such as PgBouncer
+    (`pooler.POOL_MODES`); the default, "auto", asks the server once (`pooler`). Behind
+    one, the connection stops preparing statements and waiting claims poll instead of
+    LISTENing: `transaction_pooled` is the switch every waiting loop honours.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        schema: str = DEFAULT_SCHEMA,
+        *,
+        pool_mode: str = pooler.AUTO,
+    ) -> None:
         self.conn = conn
         self.schema = check_schema(schema)
+        self.transaction_pooled = pooler.transaction_pooled(conn, pool_mode)
+        if self.transaction_pooled:
+            pooler.prepare_for_pooler(conn)
         self._table = sql.Identifier(schema, "messages")
         self._queues = sql.Identifier(schema, "queues")
         self._dedup_keys = sql.Identifier(schema, "dedup_keys")
@@ -328,7 +343,7 @@ class Queue:
             raise InvalidInput("poll must be > 0 seconds", params=("poll",))
         return waiting.claim_until(
             self.conn,
-            channel=self.notify_channel,
+            channel=None if self.transaction_pooled else self.notify_channel,
             queue=queue,
             wait=wait,
             poll=poll,

@@ -9,8 +9,10 @@ running out) is caught by a poll fallback: it never sleeps past the queue's next
 (queries.NEXT_DUE) nor longer than `poll` seconds.
 
 LISTEN needs a session connection: behind a transaction-pooling PgBouncer the
-notifications go to whichever backend the pooler picked, so only the poll fallback works
-there (every `poll` seconds). Point `--dsn` at PostgreSQL or a session-pooled PgBouncer.
+notifications go to whichever backend the pooler picked. So when the queue's connection
+goes through a transaction pooler (`Queue.transaction_pooled`: detected or set with
+`PGQ_POOLER`, see `pooler`), it issues no LISTEN and polls only, every `poll` seconds
+(and at the next due time).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ Claimed = TypeVar("Claimed")
 def claim_until(
     conn: psycopg.Connection[Any],
     *,
-    channel: str,
+    channel: str | None,
     queue: str,
     wait: float,
     poll: float,
@@ -45,13 +47,17 @@ def claim_until(
 ) -> list[Claimed]:
     """Run `attempt` (one ordinary claim) until it yields something or `wait` runs out.
 
-    Holds no transaction and no lock while waiting. LISTEN is issued before the first
-    attempt, so a message sent between an empty attempt and the wait still wakes it.
+    Holds no transaction and no lock while waiting. LISTEN on `channel` is issued before
+    the first attempt, so a message sent between an empty attempt and the wait still
+    wakes it. With `channel` None (behind a transaction pooler) it only polls.
     """
     deadline = time.monotonic() + wait
-    listened = sql.Identifier(channel)
-    with translated():
-        conn.execute(sql.SQL("LISTEN {}").format(listened))
+    # Behind a transaction pooler a LISTEN would stay on a server connection that other
+    # clients get next, and its notifications would never reach this client.
+    listened = None if channel is None else sql.Identifier(channel)
+    if listened is not None:
+        with translated():
+            conn.execute(sql.SQL("LISTEN {}").format(listened))
     try:
         while True:
             found = attempt()
@@ -60,9 +66,13 @@ def claim_until(
                 return found
             due = next_due_s()
             until_due = float("inf") if due is None else max(due + PAST_DUE_S, MIN_SLEEP_S)
-            _sleep_until_woken(conn, queue, min(remaining, poll, until_due))
+            timeout = min(remaining, poll, until_due)
+            if listened is not None:
+                _sleep_until_woken(conn, queue, timeout)
+            else:
+                time.sleep(max(timeout, MIN_SLEEP_S))
     finally:
-        if not conn.closed:
+        if listened is not None and not conn.closed:
             with translated():
                 conn.execute(sql.SQL("UNLISTEN {}").format(listened))
 

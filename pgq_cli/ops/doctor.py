@@ -79,6 +79,10 @@ DEAD_RATIO_WARNING = 0.2
 DEAD_RATIO_SERIOUS = 0.5
 DEAD_TUPLES_MIN = 10_000
 DEFAULT_MAX_XACT_AGE_S = 300.0
+# A standby whose replay is further behind than this (and still has WAL to replay) lags.
+MAX_REPLICATION_LAG_S = 60.0
+# synchronous_commit values with which a commit does not wait for a synchronous standby.
+COMMIT_WAITS_FOR_NO_STANDBY = ("off", "local")
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,12 @@ def run(
         checks = [check_table_health(q)]
     else:
         checks = [check_indexes(q), check_claim_plan(q, queue), check_table_health(q)]
-    for check in (*checks, check_long_transactions(q, max_xact_age_s), check_expired_leases(q)):
+    for check in (
+        *checks,
+        check_long_transactions(q, max_xact_age_s),
+        check_expired_leases(q),
+        check_replication(q),
+    ):
         findings.extend(check)
     return Report(tuple(findings))
 
@@ -444,3 +453,174 @@ def check_expired_leases(q: Queue) -> Iterator[Finding]:
         )
     else:
         yield Finding("expired_leases", Severity.OK, "no expired leases waiting")
+
+
+def check_replication(q: Queue) -> Iterator[Finding]:
+    """Standby lag, whether commits wait for a standby, and slots that hold back vacuum.
+
+    A server with no standby, no synchronous_standby_names and no slot holding xmin has
+    nothing to report here, and reports nothing.
+    """
+    with translated(), q.conn.cursor(row_factory=dict_row) as cur:
+        settings = cur.execute(ops_queries.REPLICATION_SETTINGS).fetchone()
+        assert settings is not None
+        slots = cur.execute(ops_queries.SLOTS_HOLDING_XMIN).fetchall()
+        if settings["standby"]:
+            replay = cur.execute(ops_queries.STANDBY_REPLAY).fetchone()
+            standbys: list[dict[str, Any]] = []
+        else:
+            replay = None
+            standbys = cur.execute(ops_queries.STANDBYS).fetchall()
+        seen = cur.execute(ops_queries.SEES_ALL_SESSIONS).fetchone()
+    sees_all = bool(seen and seen["pg_has_role"])
+    if replay is not None:
+        yield _standby_finding(replay)
+    else:
+        yield from _standby_lag_findings(standbys, sees_all)
+        yield from _synchronous_commit_findings(settings, standbys, sees_all)
+    yield from _slot_findings(q, slots)
+
+
+def _standby_finding(replay: dict[str, Any]) -> Finding:
+    age = replay["replay_age_s"]
+    replayed = (
+        "nothing replayed yet" if age is None
+        else f"last transaction replayed {float(age):.0f}s ago"
+    )
+    standby = "this server is a standby (read-only: send, claim and ack need the primary)"
+    if not replay["streaming"]:
+        return Finding(
+            "standby_lag",
+            Severity.WARNING,
+            f"{standby}, not streaming from its primary; {replayed}",
+            "check primary_conninfo and the standby's log; pgq doctor on the primary "
+            "shows its standbys",
+        )
+    if not replay["caught_up"] and age is not None and float(age) > MAX_REPLICATION_LAG_S:
+        return Finding(
+            "standby_lag",
+            Severity.WARNING,
+            f"{standby}, {replayed} with WAL still to replay: it lags the primary",
+            "look for long queries on the standby (replay conflicts) or I/O saturation",
+        )
+    caught_up = "all received WAL replayed" if replay["caught_up"] else "replaying"
+    return Finding("standby_lag", Severity.OK, f"{standby}, streaming; {replayed}, {caught_up}")
+
+
+def _standby_lag_findings(standbys: list[dict[str, Any]], sees_all: bool) -> Iterator[Finding]:
+    if standbys and not sees_all:
+        yield Finding(
+            "standby_lag",
+            Severity.INFO,
+            f"{len(standbys)} standby(s) connected; their state and lag are hidden from "
+            "this role",
+            "GRANT pg_monitor TO the role pgq doctor runs as (the monitor role of "
+            "pgq migrate --print-grants has it)",
+        )
+        return
+    for standby in standbys:
+        name = standby["application_name"] or "unnamed"
+        lag_s = standby["replay_lag_s"]
+        lag_bytes = standby["replay_lag_bytes"]
+        lag = (
+            f"replay lag {float(lag_s or 0):.1f}s, "
+            f"{int(lag_bytes or 0) / 1_048_576:.1f} MiB of WAL behind"
+        )
+        where = f"standby {name!r} ({standby['sync_state']})"
+        if standby["state"] != "streaming":
+            yield Finding(
+                "standby_lag",
+                Severity.WARNING,
+                f"{where} is {standby['state']}, not streaming; {lag}",
+                "watch it catch up; if it does not, check the standby's log",
+            )
+        elif lag_s is not None and float(lag_s) > MAX_REPLICATION_LAG_S:
+            yield Finding(
+                "standby_lag",
+                Severity.WARNING,
+                f"{where} lags: {lag}; a failover now would lose what it has not received",
+                "look at the standby's I/O and the network, and at long queries on it",
+            )
+        else:
+            yield Finding("standby_lag", Severity.OK, f"{where} streaming; {lag}")
+
+
+def _synchronous_commit_findings(
+    settings: dict[str, Any], standbys: list[dict[str, Any]], sees_all: bool
+) -> Iterator[Finding]:
+    names = str(settings["synchronous_standby_names"])
+    commit = str(settings["synchronous_commit"])
+    if not names:
+        if standbys:
+            yield Finding(
+                "synchronous_commit",
+                Severity.WARNING,
+                "replication is asynchronous (synchronous_standby_names is empty): a send "
+                "the primary acknowledged may not have reached any standby yet, and a "
+                "failover then loses it",
+                "set synchronous_standby_names = 'ANY 1 (<standby names>)' and "
+                "synchronous_commit = on, then SELECT pg_reload_conf()",
+            )
+        return
+    if commit in COMMIT_WAITS_FOR_NO_STANDBY:
+        yield Finding(
+            "synchronous_commit",
+            Severity.WARNING,
+            f"synchronous_commit = {commit}: commits do not wait for the synchronous "
+            f"standby ({names!r}), so a failover can lose acknowledged sends",
+            "synchronous_commit = on (or remote_apply) for pgq's roles: "
+            "ALTER ROLE <role> SET synchronous_commit = on",
+        )
+        return
+    if not sees_all:
+        yield Finding(
+            "synchronous_commit",
+            Severity.INFO,
+            f"commits wait for a synchronous standby ({names!r}, synchronous_commit = "
+            f"{commit}); whether one is connected is hidden from this role",
+            "GRANT pg_monitor TO the role pgq doctor runs as",
+        )
+        return
+    synchronous = [s["application_name"] for s in standbys if s["sync_state"] in ("sync", "quorum")]
+    if not synchronous:
+        yield Finding(
+            "synchronous_commit",
+            Severity.SERIOUS,
+            f"synchronous_standby_names = {names!r} but no synchronous standby is connected: "
+            "every commit (send, claim, ack) waits for one",
+            "bring the standby back; on a promoted standby or a primary left alone, clear it: "
+            "ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf()",
+        )
+        return
+    yield Finding(
+        "synchronous_commit",
+        Severity.OK,
+        f"synchronous replication: commits wait for {', '.join(map(repr, synchronous))} "
+        f"(synchronous_commit = {commit})",
+    )
+
+
+def _slot_findings(q: Queue, slots: list[dict[str, Any]]) -> Iterator[Finding]:
+    table = f"{q.schema}.messages"
+    for slot in slots:
+        name = slot["slot_name"]
+        held = (
+            f"replication slot {name!r} ({'active' if slot['active'] else 'inactive'}) holds "
+            f"back xmin by {int(slot['xmin_age'])} transactions"
+        )
+        wal = f"{int(slot['retained_bytes'] or 0) / 1_048_576:.1f} MiB of WAL kept"
+        if slot["active"]:
+            # A standby with hot_standby_feedback: its oldest query is the horizon here.
+            yield Finding(
+                "replication_slots",
+                Severity.OK,
+                f"{held} for the queries on its standby (hot_standby_feedback); {wal}",
+            )
+        else:
+            yield Finding(
+                "replication_slots",
+                Severity.SERIOUS,
+                f"{held}: nothing consumes it, so vacuum cannot remove acked messages from "
+                f"{table} (or any other table) and {wal}",
+                f"bring its standby back, or drop it: SELECT pg_drop_replication_slot({name!r})",
+            )

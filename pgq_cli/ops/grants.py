@@ -9,7 +9,9 @@ Three NOLOGIN group roles; a service logs in as its own role that is a member of
   send reserves ids from).
 - consumer: claim, ack, requeue, extend (and peek/stats: it reads payloads anyway).
 - monitor: stats without payloads: column-level SELECT that leaves out `payload` and the
-  lease token (a capability), plus the queue settings and the migration version.
+  lease token (a capability), plus the queue settings and the migration version; and the
+  built-in `pg_monitor`, so `pgq doctor` sees standbys (pg_stat_replication) and every
+  session's transaction age.
 
 Every table, sequence and function the migrations create must appear below, either with
 grants or in OWNER_ONLY with a reason: tests/test_grants.py fails when a migration adds an
@@ -68,6 +70,11 @@ SEQUENCE_PRIVILEGES: dict[str, dict[str, str]] = {
 }
 
 FUNCTION_PRIVILEGES: dict[str, dict[str, str]] = {}
+
+# Built-in roles granted to a role kind. pg_monitor lets the monitor read
+# pg_stat_replication (standby lag, sync state) and other roles' sessions in
+# pg_stat_activity, which pgq doctor checks.
+BUILTIN_ROLES: dict[str, tuple[str, ...]] = {"monitor": ("pg_monitor",)}
 
 # Objects no role needs a grant on, and why.
 OWNER_ONLY: dict[str, str] = {
@@ -150,5 +157,17 @@ def grant_sql(schema: str = "pgq", prefix: str = DEFAULT_ROLE_PREFIX) -> str:
                     f"GRANT {privileges} ON {kind_of_object} {ident(schema, name)} "
                     f"TO {ident(roles.of(kind))};"
                 )
+    for kind, builtins in BUILTIN_ROLES.items():
+        for builtin in builtins:
+            # Granting a built-in role needs a superuser (or its ADMIN OPTION); a schema
+            # owner without it still gets the rest of the script, and a warning.
+            warning = sql.Literal(
+                f"pgq: could not grant {builtin} to {roles.of(kind)} (run this as a "
+                "superuser for that): pgq doctor will not see standbys"
+            ).as_string(None)
+            out.append(
+                f"DO $$ BEGIN GRANT {ident(builtin)} TO {ident(roles.of(kind))}; "
+                f"EXCEPTION WHEN insufficient_privilege THEN RAISE WARNING {warning}; END $$;"
+            )
     out.append("COMMIT;")
     return "\n".join(out) + "\n"

@@ -278,3 +278,52 @@ FROM {messages}
 WHERE state = 'leased'
   AND vt <= now()
 """
+
+# -- replication (pgq doctor) ---------------------------------------------------------------
+
+# Whether this server is a standby, and the settings that decide whether a commit waits
+# for one. synchronous_commit is this session's value: the server's, unless the role or
+# database overrides it (as pgq's own sessions would).
+REPLICATION_SETTINGS: LiteralString = """
+SELECT pg_is_in_recovery() AS standby,
+       current_setting('synchronous_commit') AS synchronous_commit,
+       current_setting('synchronous_standby_names') AS synchronous_standby_names
+"""
+
+# On a standby: how far behind the primary its replay is. The replay timestamp is that of
+# the last transaction replayed, so an idle primary makes it look old: `caught_up` says
+# whether everything received has been replayed.
+STANDBY_REPLAY: LiteralString = """
+SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp()) AS replay_age_s,
+       pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() AS caught_up,
+       EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming') AS streaming
+"""
+
+# On a primary: every standby streaming from it. Without pg_read_all_stats (pg_monitor)
+# every column but pid, user and application_name reads NULL.
+STANDBYS: LiteralString = """
+SELECT application_name,
+       state,
+       sync_state,
+       extract(epoch FROM replay_lag) AS replay_lag_s,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS replay_lag_bytes
+FROM pg_stat_replication
+ORDER BY application_name, pid
+"""
+
+# Replication slots that hold back the xmin horizon (a physical slot whose standby runs
+# with hot_standby_feedback): vacuum keeps every row deleted after it, in every table.
+# catalog_xmin (logical slots) holds back only the system catalogs, so it is not listed.
+SLOTS_HOLDING_XMIN: LiteralString = """
+SELECT slot_name,
+       slot_type,
+       active,
+       age(xmin) AS xmin_age,
+       pg_wal_lsn_diff(
+           CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                ELSE pg_current_wal_lsn() END,
+           restart_lsn) AS retained_bytes
+FROM pg_replication_slots
+WHERE xmin IS NOT NULL
+ORDER BY slot_name
+"""

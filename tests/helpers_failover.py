@@ -1,5 +1,10 @@
 """A real primary and a synchronous streaming standby that a test owns, kills and promotes.
 
+Not helpers_replication.py's pair (the embedded server with an asynchronous standby on a
+Unix socket, for doctor's replication checks): a failover needs both servers on TCP for one
+multi-host DSN, synchronous commit, `pg_ctl stop -m immediate` and `pg_ctl promote`, and
+binaries of the suite's own major version.
+
 Built the way an operator builds one: `initdb` a primary, set
 `synchronous_standby_names = '*'` with ALTER SYSTEM, `pg_basebackup -R` a standby from it
 (which also copies `postgresql.auto.conf`, so the standby inherits that setting), and start
@@ -58,7 +63,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class ReplicatedPair:
+class FailoverPair:
     """A primary and a synchronous standby; a context manager that deletes both on exit."""
 
     def __init__(self) -> None:
@@ -74,7 +79,7 @@ class ReplicatedPair:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def __enter__(self) -> ReplicatedPair:
+    def __enter__(self) -> FailoverPair:
         try:
             self._build()
         except BaseException:

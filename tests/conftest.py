@@ -155,6 +155,7 @@ def scrub_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PGQ_EMBEDDED_DIR", str(tmp_path / "no-embedded-server-here"))
     monkeypatch.setattr(state, "debug", False)
     monkeypatch.setattr(state, "secrets", ())
+    monkeypatch.setattr(state, "no_embedded", False)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ CLI = PACKAGE / "cli"
 # `pgq --help`: the everyday loop first, then operations.
 HELP_ORDER = [
     "demo", "migrate", "send", "claim", "peek", "ack", "requeue", "extend", "stats",
-    "queues", "queue", "pause", "resume", "purge", "watch", "doctor", "bench",
+    "queues", "queue", "pause", "resume", "purge", "watch", "doctor", "bench", "info",
+    "embedded",
 ]
 
 

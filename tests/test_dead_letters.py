@@ -214,6 +214,15 @@ def test_redrive_one_queue(cli: Any, q: Queue, conn: Any, dead_letters: Any) -> 
     assert again.read_ct == 1
 
 
+def test_redrive_json_prints_a_result_when_nothing_was_redriven(cli: Any, q: Queue) -> None:
+    q.send("{}", queue="a")  # ready, not dead
+    result = cli("requeue", "--dead", "--all", "--json")
+    assert (result.exit_code, result.stdout) == (0, '{"redriven":0}\n')
+    assert "redrove 0" in result.stderr
+    plain = cli("requeue", "--dead", "--all")
+    assert (plain.exit_code, plain.stdout) == (0, "")
+
+
 def test_redrive_older_than(cli: Any, q: Queue, conn: Any, dead_letters: Any) -> None:
     result = cli("requeue", "--dead", "--older-than", "2h")
     assert result.exit_code == 0, result.stderr

@@ -578,6 +578,20 @@ def test_problems_on_a_healthy_database_prints_nothing_but_a_warning_if_any(
     assert findings(result) == ([] if server_autovacuum(conn) else [vacuum_finding(conn)])
 
 
+def test_problems_leaves_out_info_findings_that_need_no_action(monitor_dsn: str) -> None:
+    """The monitor role always gets an info finding (other roles' sessions are hidden):
+    `--problems` in its cron job must not print it every run."""
+    monitor = Cli(monitor_dsn)
+    everything = findings(monitor("doctor", "--json"))
+    assert "info" in [f["severity"] for f in everything]
+    problems = monitor("doctor", "--json", "--problems")
+    assert problems.exit_code == 0, problems.stderr
+    assert findings(problems) == [f for f in everything if f["severity"] in ("warning", "serious")]
+    plain = monitor("doctor", "--problems", "--format", "plain")
+    assert "info\t" not in plain.stdout
+    assert len(plain.stdout.splitlines()) == len(findings(problems))
+
+
 def test_json_plain_and_table_formats(cli: Cli) -> None:
     as_json = findings(cli("doctor", "--json"))
     assert all(list(f) == ["check", "severity", "summary", "fix"] for f in as_json)

@@ -30,15 +30,21 @@ def pair() -> Iterator[FailoverPair]:
 
 
 def _dial(dsn: str, name: str) -> reconnect.Connection:
-    return connect.connect(connect.Target(dsn, "--dsn"), name)
+    return connect.connect(connect.resolve(dsn), name)
 
 
-def test_multi_host_dsn_follows_the_primary_through_a_failover(
-    pair: FailoverPair, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _connected_port(dsn: str) -> int:
+    """The port `pgq info` says it connected to (libpq picked it from the DSN's hosts)."""
+    shown = Cli(dsn)("info", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    return int(json.loads(shown.stdout)["port"])
+
+
+def test_multi_host_dsn_follows_the_primary_through_a_failover(pair: FailoverPair) -> None:
     dsn = pair.migrated_database()
     before = Cli(dsn)("send", "-q", "jobs", '{"n": 1}')
     assert before.exit_code == 0, before.stderr
+    assert _connected_port(dsn) == pair.primary_port
     # The standby inherited synchronous_standby_names from the base backup.
     assert pair.standby_setting("synchronous_standby_names") == "*"
 
@@ -49,6 +55,7 @@ def test_multi_host_dsn_follows_the_primary_through_a_failover(
 
     pair.promote_standby()
     assert pair.standby_setting("synchronous_standby_names") == ""
+    assert _connected_port(dsn) == pair.standby_port
     after = Cli(dsn)("send", "-q", "jobs", '{"n": 3}')
     assert after.exit_code == 0, after.stderr
     claimed = Cli(dsn)("claim", "-q", "jobs", "-n", "10", "--json")

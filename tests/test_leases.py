@@ -156,8 +156,25 @@ def test_requeue_expired_returns_only_expired_work(
     states = dict(conn.execute("SELECT msg_id, state FROM pgq.messages").fetchall())
     assert states == {expired: "ready", live: "leased"}
     assert conn.execute(ROW, (expired,)).fetchone()[2] == 1  # type: ignore[index]
-    again = cli("requeue", "--expired")
+    again = cli("requeue", "--expired", "-v")  # the count, when asked for
     assert (again.exit_code, again.stdout) == (0, "requeued\t0\n")
+
+
+def test_requeue_expired_prints_nothing_unless_asked_so_cron_mails_nothing(
+    cli: Cli, q: Queue, conn: psycopg.Connection[Any]
+) -> None:
+    expired = q.send("{}")
+    q.claim(vt=300)
+    _expire(conn, expired)
+    quiet = cli("requeue", "--expired")
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (0, "", "")
+    assert conn.execute(ROW, (expired,)).fetchone()[0] == "ready"  # type: ignore[index]
+    assert cli("requeue", "--expired").stdout == ""  # nothing to do: silent too
+    assert cli("requeue", "--expired", "--json").stdout == '{"requeued":0}\n'
+    verbose = cli("requeue", "--expired", "--verbose")
+    assert (verbose.exit_code, verbose.stdout) == (0, "requeued\t0\n")
+    refused = cli("requeue", "1", "-v")
+    assert refused.exit_code == 2 and "--verbose goes with --expired" in refused.stderr
 
 
 def test_requeue_expired_can_be_limited_to_one_queue(

@@ -72,6 +72,25 @@ def test_migrate_empty_database_then_again_is_a_no_op(empty_db_dsn: str) -> None
     assert cli("ack", msg_id, "--lease", claimed["lease"]).exit_code == 0
 
 
+def test_migrate_json_prints_a_result_object(empty_db_dsn: str) -> None:
+    cli = Cli(empty_db_dsn)
+    first = cli("migrate", "--json")
+    assert first.exit_code == 0, first.stderr
+    assert json.loads(first.stdout) == {
+        "schema": "pgq",
+        "applied": [{"version": m.version, "name": m.name} for m in FILES],
+        "schema_version": FILES[-1].version,
+    }
+    assert len(first.stdout.splitlines()) == 1
+    assert "applied 0001" in first.stderr  # talk stays on stderr
+    second = cli("migrate", "--json")
+    assert second.exit_code == 0, second.stderr
+    assert json.loads(second.stdout) == {
+        "schema": "pgq", "applied": [], "schema_version": FILES[-1].version
+    }
+    assert cli("migrate").stdout == ""  # without --json, stdout stays empty
+
+
 def test_migrate_list_before_and_after(empty_db_dsn: str) -> None:
     cli = Cli(empty_db_dsn)
     before = cli("migrate", "--list", "--json")

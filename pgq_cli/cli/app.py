@@ -81,12 +81,25 @@ def root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+            "--version",
+            "-V",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+    no_embedded: Annotated[
+        bool,
+        typer.Option(
+            "--no-embedded",
+            help="Never start the embedded PostgreSQL: with no DSN and no libpq setting, "
+            "exit 78 instead (also PGQ_NO_EMBEDDED=1).",
         ),
     ] = False,
 ) -> None:
     """pgq: a Postgres-backed priority message queue. Priority 10 is most urgent."""
     state.debug = state.debug or debug
+    state.no_embedded = no_embedded
 
 
 def create_app(cls: type[PgqGroup] = PgqGroup) -> typer.Typer:

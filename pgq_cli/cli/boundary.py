@@ -31,9 +31,10 @@ from .output import to_stderr
 
 
 class _State:
-    """Process-wide flags set by the root callback (--debug) and secrets to mask."""
+    """Process-wide flags set by the root callback (--debug, --no-embedded), secrets to mask."""
 
     debug: bool = bool(os.environ.get("PGQ_DEBUG"))
+    no_embedded: bool = False
     secrets: tuple[str, ...] = ()
 
 

@@ -33,7 +33,7 @@ def open_target(dsn: str | None) -> Target:
         # Typer fills --dsn from PGQ_DSN as well; only a DSN typed on the command line is
         # "--dsn" (and visible in the process list).
         dsn = None
-    target = connect.resolve(dsn)
+    target = connect.resolve(dsn, allow_embedded=not state.no_embedded)
     state.secrets = tuple(s for s in (target.password,) if s)
     if target.source == "--dsn" and target.password:
         say(
@@ -43,7 +43,8 @@ def open_target(dsn: str | None) -> Target:
     if target.embedded_dir is not None:
         say(
             f"pgq: no database configured; using the embedded PostgreSQL in "
-            f"{target.embedded_dir} (set --dsn or PGQ_DSN to use a server)"
+            f"{target.embedded_dir} (set --dsn or PGQ_DSN to use a server; `pgq embedded "
+            "stop` stops it)"
         )
     return target
 

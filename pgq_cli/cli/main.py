@@ -14,8 +14,9 @@ command, so a stray import fails the suite):
   `core.checks`, `core.errors`, `core.exitcodes`, `core.states`, `core.durations`,
   `core.purge`, `ops.thresholds`, `ops.prometheus`, `ops.estimate`, `ops.watch`,
   `ops.grants`, `bench` (its `__init__`). `core.queue`, `core.connect`, `core.migrate`,
-  `core.translate`, `ops.doctor` and `bench.runner` are imported inside the function that
-  uses them, and so is anything else heavy (rich, tabulate: `output` does that itself);
+  `core.translate`, `core.embedded`, `core.info`, `ops.doctor` and `bench.runner` are
+  imported inside the function that uses them, and so is anything else heavy (rich,
+  tabulate: `output` does that itself);
 - an option of a type `coercion.py` has no coercer for would bring pydantic back on every
   run: add one there (a test lists every option without one).
 """
@@ -42,6 +43,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "pause": ("pause", "resume"),
     "ops": ("purge", "watch", "doctor"),
     "bench": ("bench",),
+    "info": ("info", "embedded"),
 }
 # Command -> its module.
 MODULE_OF_COMMAND = {name: module for module, names in COMMAND_MODULES.items() for name in names}

@@ -306,6 +306,15 @@ def requeue(
     all_dead: Annotated[
         bool, typer.Option("--all", help="With --dead: every dead letter, no filter needed.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="With --expired: print requeued<TAB>N (by default it prints nothing, so "
+            "cron mails nothing; --json prints {\"requeued\": N}).",
+        ),
+    ] = False,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -319,6 +328,8 @@ def requeue(
     with boundary():
         if [bool(msg_ids), expired, dead].count(True) != 1:
             raise InvalidInput("give MSG_IDs, --expired or --dead")
+        if verbose and not expired:
+            raise InvalidInput("--verbose goes with --expired")
         if queue is not None:
             checks.check_queue(queue)
         if msg_ids:
@@ -329,12 +340,16 @@ def requeue(
     with session("requeue", dsn, schema) as q:
         if expired:
             count = q.requeue_expired(queue=queue)
-            render.one({"requeued": count}, fmt if fmt is Format.json else Format.plain)
+            if fmt is Format.json or verbose:
+                render.one({"requeued": count}, fmt)
             return
         if dead:
             redriven = q.redrive_dead(queue=queue, older_than=age, limit=limit)
             say(f"pgq: redrove {len(redriven)} dead letter(s) to ready")
-            render.ids(redriven, fmt)
+            if redriven:
+                render.ids(redriven, fmt)
+            elif fmt is Format.json:
+                render.one({"redriven": 0}, fmt)  # a result, even when there was nothing
             return
         assert msg_ids
         try:

@@ -213,7 +213,12 @@ def doctor(
         ),
     ] = "5m",
     problems_only: Annotated[
-        bool, typer.Option("--problems", help="Show only findings that are not ok.")
+        bool,
+        typer.Option(
+            "--problems",
+            help="Show only findings that need action (warning, serious); print nothing when "
+            "there are none (cron mails nothing).",
+        ),
     ] = False,
     dsn: DsnOpt = "",
     schema: SchemaOpt = DEFAULT_SCHEMA,
@@ -235,7 +240,8 @@ def doctor(
 
         report = doctor_core.run(q, queue=queue, max_xact_age_s=max_age)
         shown = report.problems if problems_only else report.findings
-        render.findings(shown, fmt, schema=schema)
+        if shown or not problems_only:  # --problems, all well: not even an empty table
+            render.findings(shown, fmt, schema=schema)
         serious = [f for f in report.findings if f.severity == "serious"]
         if serious:
             say(f"pgq: doctor found {len(serious)} serious problem(s)")

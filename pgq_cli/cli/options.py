@@ -18,8 +18,9 @@ DsnOpt = Annotated[
         show_envvar=True,
         show_default=False,
         help="libpq connection string or URI. Falls back to DATABASE_URL, then libpq's "
-        "PGHOST/PGSERVICE, then an embedded PostgreSQL. Prefer PGPASSWORD or ~/.pgpass "
-        "to a password in it.",
+        "environment (PGHOST, PGPORT, PGDATABASE, PGUSER, PGSERVICE…), then, with nothing "
+        "configured, an embedded PostgreSQL (pgq --no-embedded: never). Prefer PGPASSWORD "
+        "or ~/.pgpass to a password in it.",
     ),
 ]
 SchemaOpt = Annotated[

@@ -230,6 +230,11 @@ def one(obj: dict[str, Any], fmt: Format) -> None:
     write_table(fmt, ("key", "value"), [[k, v] for k, v in obj.items()], "")
 
 
+def record(obj: dict[str, Any], fmt: Format) -> None:
+    """One record as JSON, or key<TAB>value lines with readable values (`pgq info`)."""
+    one(obj if fmt is Format.json else {k: _cell(v) for k, v in obj.items()}, fmt)
+
+
 def records(
     found: Sequence[dict[str, Any]], headers: Sequence[str], fmt: Format, title: str = ""
 ) -> None:
@@ -257,11 +262,14 @@ QUEUES_HEADERS = (
 
 
 def _cell(value: object) -> object:
-    """Plain and table cells: blank for unset, yes/no for flags (as in `pgq stats`)."""
+    """Plain and table cells: blank for unset, yes/no for flags (as in `pgq stats`), lists
+    as space-separated words."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
     return value
 
 

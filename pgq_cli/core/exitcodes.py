@@ -31,13 +31,14 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.USAGE: "usage error or invalid input (priority out of 1..10, bad queue name, "
     "bad id)",
     ExitCode.NOTHING_DONE: "nothing done that was required: unknown id, stale lease, empty "
-    "claim with `--fail-if-empty`",
+    "claim with `--fail-if-empty`; `pgq embedded status`: not running",
     ExitCode.BAD_PAYLOAD: "bad payload: not JSON, or over the 1 MiB cap",
     ExitCode.UNAVAILABLE: "database unreachable, or the connection went away",
     ExitCode.TEMPORARY: "temporary: statement or lock timeout, deadlock, serialization "
     "failure — retry",
     ExitCode.NO_PERMISSION: "permission denied (the role lacks a grant)",
     ExitCode.CONFIG: "configuration: schema missing (run `pgq migrate`), foreign `pgq` "
-    "schema, bad DSN",
+    "schema, bad DSN, nothing configured with `--no-embedded`/`PGQ_NO_EMBEDDED=1`, embedded "
+    "server's system user missing (root)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }

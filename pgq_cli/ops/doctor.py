@@ -3,8 +3,10 @@
 Library code: takes a `Queue`, returns a frozen `Report`; never prints, never imports
 Typer or rich. Every check is read-only (EXPLAIN without ANALYZE does not run the claim).
 
-Severities: `ok` (nothing to do), `info`, `warning` (worth a look), `serious` (pgq is
-or will soon be slow or wrong: `pgq doctor` exits 3).
+Severities: `ok` (nothing to do), `info` (nothing to do, but worth knowing), `warning`
+(worth a look), `serious` (pgq is or will soon be slow or wrong: `pgq doctor` exits 3).
+Problems, what `pgq doctor --problems` shows, are the findings that need action: warnings
+and serious ones.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     SERIOUS = "serious"
+
+
+# What `pgq doctor --problems` shows: the findings that need action.
+NEEDS_ACTION = (Severity.WARNING, Severity.SERIOUS)
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,8 @@ class Report:
 
     @property
     def problems(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity != Severity.OK)
+        """The findings that need action (warning, serious), for cron: not ok or info."""
+        return tuple(f for f in self.findings if f.severity in NEEDS_ACTION)
 
     @property
     def serious(self) -> bool:

@@ -61,6 +61,7 @@ FLAG_OF_PARAM = {
     "dedup_key": "--dedup-key",
     "dedup_window": "--dedup-window",
     "timeout_s": "--reconnect-timeout",  # reconnect.run_reconnecting gave up
+    "reconnect_timeout": "--reconnect-timeout",
     "states": "--state",
     "everything=True": "--all",
     "redrive_dead()": "`pgq requeue --dead`",

@@ -17,6 +17,7 @@ from ..core import checks
 from ..core.durations import parse_duration
 from ..core.errors import EmptyClaim, InvalidInput, NothingDone
 from . import output as render
+from . import pipeline
 from .boundary import boundary, say
 from .connection import run_reconnecting, session
 from .options import (
@@ -242,7 +243,13 @@ def peek(
         render.messages(q.peek(queue=queue, limit=limit, state=state), fmt, title=queue)
 
 
-MsgIdsArg = Annotated[list[int], typer.Argument(help="Message ids.", show_default=False)]
+MsgIdsArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Message ids, or - to read `claim --json` lines from stdin (each with its lease).",
+        show_default=False,
+    ),
+]
 
 
 @commands.command()
@@ -253,16 +260,27 @@ def ack(
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
-    """Acknowledge (delete) messages. Exit 3 if an id is unknown or its lease is stale."""
+    """Acknowledge (delete) messages. Exit 3 if an id is unknown or its lease is stale.
+
+    `pgq claim --json | ... | pgq ack -` acks each claimed message with its own lease.
+    """
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
-        checks.check_ids(msg_ids)
+        ids = pipeline.parse_ids(msg_ids, lease)
         checks.check_lease(lease)
+        claimed = pipeline.read_claimed(sys.stdin) if ids is None else []
     with session("ack", dsn, schema) as q:
         try:
-            acked = q.ack(msg_ids, lease=lease)
+            if ids is None:
+                done, refused = pipeline.each(claimed, lambda m: q.ack([m.msg_id], lease=m.lease))
+                render.ids(sorted(m.msg_id for m, _ in done), fmt)
+                if refused:
+                    raise refused
+                return
+            acked = q.ack(ids, lease=lease)
         except NothingDone as exc:
-            render.ids(exc.done, fmt)  # those were acked all the same
+            if ids is not None:
+                render.ids(exc.done, fmt)  # those were acked all the same
             raise
         render.ids(acked, fmt)
 
@@ -270,7 +288,12 @@ def ack(
 @commands.command()
 def requeue(
     msg_ids: Annotated[
-        list[int] | None, typer.Argument(help="Message ids.", show_default=False)
+        list[str] | None,
+        typer.Argument(
+            help="Message ids, or - to read `claim --json` lines from stdin (each with its "
+            "lease).",
+            show_default=False,
+        ),
     ] = None,
     lease: LeaseOpt = None,
     delay: Annotated[
@@ -332,11 +355,15 @@ def requeue(
             raise InvalidInput("--verbose goes with --expired")
         if queue is not None:
             checks.check_queue(queue)
+        ids: list[int] | None = []
+        claimed: list[pipeline.Leased] = []
         if msg_ids:
-            checks.check_ids(msg_ids)
+            ids = pipeline.parse_ids(msg_ids, lease)
             checks.check_lease(lease)
             checks.check_seconds(delay, "delay")
         age = _check_redrive(dead, older_than, limit, all_dead, has_queue=queue is not None)
+        if ids is None:
+            claimed = pipeline.read_claimed(sys.stdin)
     with session("requeue", dsn, schema) as q:
         if expired:
             count = q.requeue_expired(queue=queue)
@@ -351,19 +378,40 @@ def requeue(
             elif fmt is Format.json:
                 render.one({"redriven": 0}, fmt)  # a result, even when there was nothing
             return
-        assert msg_ids
-        try:
-            states = q.requeue_states(msg_ids, lease=lease, delay=delay)
-        except NothingDone as exc:
-            render.ids(exc.done, fmt)  # those were requeued all the same
-            raise
-        went_dead = sorted(i for i, st in states.items() if st == "dead")
-        if went_dead:
-            say(
-                f"pgq: {len(went_dead)} message(s) had their last delivery and went to dead "
-                f"letters: {', '.join(map(str, went_dead[:10]))}"
+        _requeue_messages(q, ids, claimed, lease=lease, delay=delay, fmt=fmt)
+
+
+def _requeue_messages(
+    q: Queue,
+    ids: list[int] | None,
+    claimed: list[pipeline.Leased],
+    *,
+    lease: str | None,
+    delay: float,
+    fmt: Format,
+) -> None:
+    """`requeue ID...` (ids), or `requeue -` (ids None: each claimed line with its lease)."""
+    refused: NothingDone | None = None
+    try:
+        if ids is None:
+            done, refused = pipeline.each(
+                claimed, lambda m: q.requeue_states([m.msg_id], lease=m.lease, delay=delay)
             )
-        render.ids(sorted(states), fmt)
+            states = {i: st for _, result in done for i, st in result.items()}
+        else:
+            states = q.requeue_states(ids, lease=lease, delay=delay)
+    except NothingDone as exc:
+        render.ids(exc.done, fmt)  # those were requeued all the same
+        raise
+    went_dead = sorted(i for i, st in states.items() if st == "dead")
+    if went_dead:
+        say(
+            f"pgq: {len(went_dead)} message(s) had their last delivery and went to dead "
+            f"letters: {', '.join(map(str, went_dead[:10]))}"
+        )
+    render.ids(sorted(states), fmt)
+    if refused:
+        raise refused
 
 
 def _check_redrive(

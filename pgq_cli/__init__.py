@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     )
     from .core.exitcodes import ExitCode
     from .core.purge import PurgeResult
-    from .core.queue import Message, PriorityStats, Queue, QueueStats
-    from .core.settings import ConfigResult, QueueInfo, QueueSettings
+    from .core.queue import Message, PriorityStats, Queue, QueueStats, Sent
+    from .core.settings import ConfigResult, DedupWindow, QueueInfo, QueueSettings
     from .core.states import EffectiveState, State
     from .core.worker import Reject, Retry
 
@@ -83,8 +83,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "core.exitcodes": ("ExitCode",),
     "core.purge": ("PurgeResult",),
-    "core.queue": ("Message", "PriorityStats", "Queue", "QueueStats"),
-    "core.settings": ("ConfigResult", "QueueInfo", "QueueSettings"),
+    "core.queue": ("Message", "PriorityStats", "Queue", "QueueStats", "Sent"),
+    "core.settings": ("ConfigResult", "DedupWindow", "QueueInfo", "QueueSettings"),
     "core.states": ("EffectiveState", "State"),
     "core.worker": ("Reject", "Retry"),
 }
@@ -104,6 +104,7 @@ __all__ = [
     "ConfigError",
     "ConfigResult",
     "ConnectFailed",
+    "DedupWindow",
     "EffectiveState",
     "EmptyClaim",
     "Envelope",
@@ -124,6 +125,7 @@ __all__ = [
     "Retry",
     "SchemaForeign",
     "SchemaMissing",
+    "Sent",
     "StaleLease",
     "State",
     "Temporary",

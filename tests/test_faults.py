@@ -166,7 +166,9 @@ def test_a_command_in_flight_when_the_server_stops_exits_69_with_one_line(
 ) -> None:
     dsn = server.migrated_database()
     env = {**os.environ, "PGQ_DSN": dsn}
-    proc = subprocess.Popen([pgq_bin, "claim", "--wait", "60"], env=env, text=True,
+    # --reconnect-timeout 0: the one-shot behaviour (test_reconnect.py has the retrying one).
+    proc = subprocess.Popen([pgq_bin, "claim", "--wait", "60", "--reconnect-timeout", "0"],
+                            env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         with psycopg.connect(dsn, autocommit=True) as watcher:

@@ -124,6 +124,7 @@ def test_purge_deletes_in_batches_each_its_own_transaction(
         "deleted\t85",
         "batches\t20,20,20,20,5",
         "stopped_early\tFalse",
+        "expired_dedup_keys\t0",
         result.stdout.splitlines()[-1],  # elapsed_s, checked below
     ]
     assert result.stdout.splitlines()[-1].startswith("elapsed_s\t")
@@ -160,6 +161,7 @@ def test_purge_json_shape(cli: Cli, conn: psycopg.Connection[Any]) -> None:
         "deleted": 3,
         "batches": [2, 1],
         "stopped_early": False,
+        "expired_dedup_keys": 0,
     }
 
 

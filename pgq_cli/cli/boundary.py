@@ -58,6 +58,9 @@ FLAG_OF_PARAM = {
     "max_deliveries=None": "--unlimited",
     "max_runtime": "--max-runtime",
     "wait": "--wait",
+    "dedup_key": "--dedup-key",
+    "dedup_window": "--dedup-window",
+    "timeout_s": "--reconnect-timeout",  # reconnect.run_reconnecting gave up
     "reconnect_timeout": "--reconnect-timeout",
     "states": "--state",
     "everything=True": "--all",

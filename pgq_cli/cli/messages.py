@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,8 +21,9 @@ from ..core.errors import BadPayload, EmptyClaim, InvalidInput, NothingDone
 from . import output as render
 from . import pipeline
 from .boundary import boundary, say
-from .connection import session
+from .connection import run_reconnecting, session
 from .options import (
+    DEFAULT_RECONNECT_TIMEOUT,
     DsnOpt,
     FormatOpt,
     JsonOpt,
@@ -30,13 +32,14 @@ from .options import (
     OptionalQueueOpt,
     PriorityOpt,
     QueueOpt,
+    ReconnectTimeoutOpt,
     SchemaOpt,
     StatementTimeoutOpt,
 )
 from .output import Format
 
-if TYPE_CHECKING:
-    from ..core.queue import Queue
+if TYPE_CHECKING:  # psycopg loads when a command connects, not for `--help`
+    from ..core.queue import Message, Queue
 
 # Registered by `main.build_app`, in the order `pgq --help` lists them.
 commands = typer.Typer()
@@ -130,6 +133,15 @@ def send(
             '"delay": ...}; the options give what a line leaves out.',
         ),
     ] = False,
+    dedup_key: Annotated[
+        str | None,
+        typer.Option(
+            "--dedup-key",
+            help="Send at most once per key and queue within the queue's dedup window "
+            "(default 24h): a repeat sends nothing and prints the first message's id.",
+            show_default=False,
+        ),
+    ] = None,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -138,6 +150,10 @@ def send(
 
     --key: the fairness key (tenant, org or customer id); a queue configured with
     `pgq queue config Q --fair` rotates its claims across keys.
+
+    A producer that retries after exit 69 (the connection went away, e.g. in a failover)
+    cannot know whether the first try committed: give each message a --dedup-key and the
+    retry cannot send it twice.
     """
     fmt = render.resolve_format(Format.plain, json_out)
     envelopes: list[Envelope] = []
@@ -151,6 +167,13 @@ def send(
             raise InvalidInput("give one PAYLOAD or --file", hint="see 'pgq send --help'")
         if envelope and file is None:
             raise InvalidInput("--envelope goes with --file")
+        if dedup_key is not None:
+            checks.check_dedup_key(dedup_key)
+            if file is not None:
+                raise InvalidInput(
+                    "--dedup-key is for one PAYLOAD, not --file",
+                    hint="send each message with its own key",
+                )
         if file is not None:
             lines, line_numbers = _read_ndjson(file)
             # Checked once here, before connecting; send_envelopes sees them checked.
@@ -169,6 +192,21 @@ def send(
     with session("send", dsn, schema) as q:
         if file is not None:
             ids = q.send_envelopes(envelopes, queue=queue)
+        elif dedup_key is not None:
+            sent = q.send_deduplicated(
+                payloads[0],
+                dedup_key=dedup_key,
+                queue=queue,
+                priority=priority,
+                delay=delay,
+                key=key,
+            )
+            if not sent.created:
+                say(
+                    f"pgq: dedup key {dedup_key[:40]!r} already sent message {sent.msg_id} "
+                    f"to {queue!r}; nothing sent"
+                )
+            ids = [sent.msg_id]
         else:
             ids = [q.send(payloads[0], queue=queue, priority=priority, delay=delay, key=key)]
         render.ids(ids, fmt)
@@ -198,6 +236,7 @@ def claim(
             "and expired work); needs a session connection, not transaction-pooled PgBouncer.",
         ),
     ] = 0.0,
+    reconnect_timeout: ReconnectTimeoutOpt = DEFAULT_RECONNECT_TIMEOUT,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -209,6 +248,10 @@ def claim(
     Each message gets a lease token; pass it to ack/requeue/extend with --lease so that a
     consumer whose lease ran out cannot ack a message someone else now holds.
     Paused queues and bands (`pgq pause`) yield nothing.
+
+    With --wait, a connection that goes away (server restart, failover) is dialled again
+    with back-off for up to --reconnect-timeout, and the wait goes on; a claim without
+    --wait is one-shot and exits 69 at once.
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
@@ -217,10 +260,28 @@ def claim(
         checks.check_seconds(vt, "vt", allow_zero=False)
         checks.check_priority_range(min_priority, max_priority)
         checks.check_wait(wait)
-    with session("claim", dsn, schema, statement_timeout_ms=statement_timeout) as q:
-        bounds = {"min_priority": min_priority, "max_priority": max_priority}
-        until = wait if wait > 0 else None
-        found = q.claim(queue=queue, qty=qty, vt=vt, **bounds, wait=until)
+        reconnect_s = parse_duration(reconnect_timeout, "--reconnect-timeout")
+    bounds = {"min_priority": min_priority, "max_priority": max_priority}
+    if wait > 0:
+        deadline = time.monotonic() + wait
+
+        def wait_for_work(q: Queue) -> list[Message]:
+            # After a reconnect the wait goes on for what is left of it (at least one claim).
+            left = max(deadline - time.monotonic(), 0.0)
+            return q.claim(queue=queue, qty=qty, vt=vt, **bounds, wait=left)
+
+        found = run_reconnecting(
+            "claim",
+            dsn,
+            schema,
+            wait_for_work,
+            reconnect_timeout_s=reconnect_s,
+            statement_timeout_ms=statement_timeout,
+        )
+    else:
+        with session("claim", dsn, schema, statement_timeout_ms=statement_timeout) as q:
+            found = q.claim(queue=queue, qty=qty, vt=vt, **bounds)
+    with boundary():
         if not found and fail_if_empty:
             raise EmptyClaim(f"queue {queue!r} had nothing ready to claim")
         render.messages(found, fmt, title=f"claimed from {queue}")

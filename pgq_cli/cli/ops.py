@@ -7,7 +7,8 @@ render through `output.py`.
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,9 +20,20 @@ from ..core.exitcodes import ExitCode
 from ..ops import watch as watch_core
 from . import output as render
 from .boundary import boundary, say
-from .connection import session
-from .options import DsnOpt, FormatOpt, JsonOpt, SchemaOpt, StatementTimeoutOpt
+from .connection import run_reconnecting, session
+from .options import (
+    DEFAULT_RECONNECT_TIMEOUT,
+    DsnOpt,
+    FormatOpt,
+    JsonOpt,
+    ReconnectTimeoutOpt,
+    SchemaOpt,
+    StatementTimeoutOpt,
+)
 from .output import Format
+
+if TYPE_CHECKING:  # psycopg loads when a command connects, not for `--help`
+    from ..core.queue import Queue
 
 PURGE_STATEMENT_TIMEOUT_MS = 60_000
 
@@ -131,6 +143,7 @@ def watch(
             show_default=False,
         ),
     ] = None,
+    reconnect_timeout: ReconnectTimeoutOpt = DEFAULT_RECONNECT_TIMEOUT,
     dsn: DsnOpt = "",
     schema: SchemaOpt = DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -141,7 +154,9 @@ def watch(
     (--json: one JSON object per frame). Rates are rows updated (claims), inserted (sends)
     and deleted (acks) per second on the messages table, for every queue, from
     PostgreSQL's statistics: a consumer's counts can show up to ~10 s late after it goes
-    idle. The first frame has no rates. Ctrl-C exits 0.
+    idle. The first frame has no rates. Ctrl-C exits 0. A connection that goes away
+    (server restart, failover) is dialled again with back-off for up to
+    --reconnect-timeout; the first frame after it has no rates.
     """
     with boundary():
         if queue is not None:
@@ -152,12 +167,34 @@ def watch(
             raise InvalidInput("--iterations must be 1 or more")
         if once and iterations is not None:
             raise InvalidInput("--once and --iterations exclude each other")
+        reconnect_s = parse_duration(reconnect_timeout, "--reconnect-timeout")
     count = 1 if once else iterations
     fmt = render.resolve_format(Format.auto, json_out)
-    with session("watch", dsn, schema) as q, render.watch_frames(fmt, queue=queue) as show:
+    shown = 0
+
+    def watch_frames(q: Queue) -> None:
+        nonlocal shown
+
+        def count_shown(frame: watch_core.Frame) -> None:
+            nonlocal shown
+            shown += 1
+
+        # After a reconnect: only the frames still owed, and one interval's pause first.
+        if shown:
+            time.sleep(interval)
+        left = None if count is None else count - shown
         watch_core.run(
-            q, emit=show, queue=queue, interval=interval, iterations=count, estimate=estimate
+            q,
+            emit=show,
+            queue=queue,
+            interval=interval,
+            iterations=left,
+            estimate=estimate,
+            on_frame=count_shown,
         )
+
+    with render.watch_frames(fmt, queue=queue) as show:
+        run_reconnecting("watch", dsn, schema, watch_frames, reconnect_timeout_s=reconnect_s)
 
 
 # ----------------------------------------------------------------------------- doctor

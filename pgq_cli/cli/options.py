@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..core.reconnect import DEFAULT_RECONNECT_TIMEOUT_S
 from .completion import complete_queue
 from .output import Format
 
@@ -95,5 +96,14 @@ StatementTimeoutOpt = Annotated[
         "--statement-timeout",
         envvar="PGQ_STATEMENT_TIMEOUT_MS",
         help="statement_timeout in milliseconds (exit 75 when hit).",
+    ),
+]
+DEFAULT_RECONNECT_TIMEOUT = f"{DEFAULT_RECONNECT_TIMEOUT_S:g}s"
+ReconnectTimeoutOpt = Annotated[
+    str,
+    typer.Option(
+        "--reconnect-timeout",
+        help="When the connection goes away (restart, failover), reconnect with back-off "
+        "for this long (30s, 5m; 0: exit 69 at once), then exit 69.",
     ),
 ]

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ..core import checks
+from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
 from . import output as render
 from .boundary import boundary, say
@@ -76,6 +77,18 @@ def config(
     no_max_inflight: Annotated[
         bool, typer.Option("--no-max-inflight", help="Remove the per-key cap.")
     ] = False,
+    dedup_window: Annotated[
+        str | None,
+        typer.Option(
+            "--dedup-window",
+            help="Set how long a `send --dedup-key` key is remembered (30m, 24h, 7d; "
+            "default 24h).",
+            show_default=False,
+        ),
+    ] = None,
+    show_dedup_window: Annotated[
+        bool, typer.Option("--show-dedup-window", help="Show the queue's dedup window.")
+    ] = False,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -91,6 +104,10 @@ def config(
     priority first, then the key served least recently (by weight, `pgq queue key`),
     FIFO within a key. --max-inflight-per-key N: a key holding N live leases yields
     nothing until one is acked, requeued or expires. See README, "Fairness".
+
+    --dedup-window D: a `pgq send --dedup-key K` repeated within D of the first send of K to
+    this queue sends nothing and prints the first message's id (default 24h). `pgq purge`
+    of the queue deletes keys older than that.
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
@@ -101,7 +118,32 @@ def config(
         if max_inflight_per_key is not None and no_max_inflight:
             raise InvalidInput("give --max-inflight-per-key or --no-max-inflight, not both")
         checks.check_max_inflight(max_inflight_per_key)
+        window_s = None
+        if dedup_window is not None:
+            window_s = checks.check_dedup_window(
+                parse_duration(dedup_window, "--dedup-window")
+            )
+        dedup_only = window_s is not None or show_dedup_window
+        if dedup_only and (
+            max_deliveries is not None
+            or unlimited
+            or fair is not None
+            or max_inflight_per_key is not None
+            or no_max_inflight
+        ):
+            raise InvalidInput(
+                "set the dedup window on its own, not with other settings",
+                hint="run `pgq queue config` once for each",
+            )
     set_cap = max_inflight_per_key is not None or no_max_inflight
+    if dedup_only:
+        with session("queue config", dsn, schema) as q:
+            if window_s is None:
+                window = q.dedup_window(queue)
+            else:
+                window = q.set_dedup_window(queue, window_s)
+            render.one(window.to_json(), fmt)
+        return
     with session("queue config", dsn, schema) as q:
         moved: dict[str, object] = {}
         if max_deliveries is not None or unlimited:

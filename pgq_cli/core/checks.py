@@ -43,6 +43,10 @@ MAX_INFLIGHT_CAP = 1_000_000
 # `stats --by-key` and the Prometheus per-key series show this many keys by default.
 DEFAULT_TOP_KEYS = 20
 MAX_TOP_KEYS = 10_000
+# A dedup key is remembered this long unless the queue says otherwise (sql/0005;
+# `pgq queue config Q --dedup-window`).
+DEFAULT_DEDUP_WINDOW_S = 24 * 3600.0
+MAX_DEDUP_KEY_BYTES = 512  # the database CHECKs the same
 # Every connection's timeouts unless a command says otherwise; here, not beside the
 # connecting code, because the CLI shows them in its help without loading psycopg.
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
@@ -177,6 +181,27 @@ def check_peek_state(state: str) -> str:
             f"unknown state {state!r}", hint="use " + " | ".join((*EFFECTIVE_STATES, PEEK_ALL))
         )
     return state
+
+
+def check_dedup_key(key: str) -> str:
+    """A send's dedup key: 1..512 bytes of text without NUL."""
+    if not isinstance(key, str) or not key:
+        raise InvalidInput("dedup_key must be a non-empty string", params=("dedup_key",))
+    if "\x00" in key:
+        raise InvalidInput("dedup_key contains a NUL character", params=("dedup_key",))
+    size = len(key.encode())
+    if size > MAX_DEDUP_KEY_BYTES:
+        raise InvalidInput(
+            f"dedup_key is {size} bytes; the limit is {MAX_DEDUP_KEY_BYTES}",
+            hint="use a hash of a longer key",
+            params=("dedup_key",),
+        )
+    return key
+
+
+def check_dedup_window(seconds: float) -> float:
+    """How long a queue remembers dedup keys: more than 0, at most a year."""
+    return check_seconds(seconds, "dedup_window", allow_zero=False)
 
 
 def check_wait(seconds: float) -> float:

@@ -10,6 +10,11 @@ replication and vacuum to digest. Here each batch of at most `batch` rows is its
 short autocommit statement (committed before the next begins), and `max_runtime` stops
 the purge between batches, so a cron job can chip away at a backlog within a time budget.
 
+Dedup keys: every purge of a queue (dry runs aside) also deletes the queue's dedup keys
+(`send --dedup-key`, sql/0005) older than its dedup window. They must outlive their
+messages, so deleting messages never deletes them; a key past its window no longer
+deduplicates anything, and purge is the queue's retention job, run from cron.
+
 Safety rule: a purge needs a filter. Without `states` and without `older_than` it would
 delete the whole queue, in-flight leases included; the caller must say `everything=True`
 (`pgq purge Q --all`) for that. Filters and `everything` together are refused too, so a
@@ -43,6 +48,8 @@ class PurgeResult:
     # max_runtime ran out with (possibly) more to delete.
     stopped_early: bool
     elapsed_s: float
+    # Dedup keys older than the queue's dedup window, deleted (dry run: that would be).
+    expired_dedup_keys: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +60,7 @@ class PurgeResult:
             "deleted": self.deleted,
             "batches": list(self.batches),
             "stopped_early": self.stopped_early,
+            "expired_dedup_keys": self.expired_dedup_keys,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 

@@ -28,6 +28,51 @@ VALUES (
 RETURNING msg_id
 """
 
+# A send with a dedup key, in one statement (sql/0005). The key's record is written first,
+# carrying the new message's id: INSERT … ON CONFLICT waits on the primary key for a racing
+# sender of the same key to commit, then does nothing, or, when the record has outlived
+# its queue's dedup window, takes it over. Only a sender whose record row was written
+# inserts the message; every other one gets the first message's id (created = false),
+# even if that message was acked long ago. A record committed by a racing sender after
+# this statement began is not in its snapshot, so this may return no row: run it again.
+INSERT_DEDUPLICATED: LiteralString = """
+WITH retention AS (
+    SELECT coalesce(
+        (SELECT dedup_window FROM {queues} WHERE queue = %(queue)s),
+        make_interval(secs => %(default_window)s)
+    ) AS dedup_window
+),
+recorded AS (
+    INSERT INTO {dedup_keys} AS d (queue, dedup_key, msg_id)
+    VALUES (%(queue)s, %(dedup_key)s, nextval(pg_get_serial_sequence(%(table)s, 'msg_id')))
+    ON CONFLICT (queue, dedup_key) DO UPDATE
+    SET msg_id = excluded.msg_id,
+        created_at = now()
+    WHERE d.created_at <= now() - (SELECT dedup_window FROM retention)
+    RETURNING d.msg_id
+),
+inserted AS (
+    INSERT INTO {messages} (msg_id, queue, priority, state, vt, payload, key)
+    SELECT msg_id,
+           %(queue)s,
+           %(priority)s,
+           CASE WHEN %(delay)s > 0 THEN 'delayed' ELSE 'ready' END,
+           now() + make_interval(secs => %(delay)s),
+           %(payload)s::jsonb,
+           %(key)s
+    FROM recorded
+    RETURNING msg_id
+)
+SELECT msg_id, true AS created
+FROM inserted
+UNION ALL
+SELECT d.msg_id, false AS created
+FROM {dedup_keys} AS d
+WHERE d.queue = %(queue)s
+  AND d.dedup_key = %(dedup_key)s
+  AND NOT EXISTS (SELECT 1 FROM recorded)
+"""
+
 # Bulk send reserves ids first so that COPY (which returns nothing) can write them, and the
 # ids come back in input order: FIFO within a priority follows the file's line order.
 # One nextval per message (as an INSERT would take), but the ids travel back as a range
@@ -434,6 +479,22 @@ WHERE queue = %(queue)s
 RETURNING queue, max_deliveries, paused, paused_below_priority, updated_at
 """
 
+# A queue's dedup window (sql/0005); the other settings keep their values (or defaults).
+CONFIGURE_DEDUP_WINDOW: LiteralString = """
+INSERT INTO {queues} AS s (queue, dedup_window)
+VALUES (%(queue)s, make_interval(secs => %(seconds)s))
+ON CONFLICT (queue) DO UPDATE
+SET dedup_window = excluded.dedup_window,
+    updated_at = now()
+RETURNING extract(epoch FROM dedup_window)::float8
+"""
+
+GET_DEDUP_WINDOW: LiteralString = """
+SELECT extract(epoch FROM dedup_window)::float8
+FROM {queues}
+WHERE queue = %(queue)s
+"""
+
 NOTIFY_READY: LiteralString = """
 SELECT pg_notify(%(channel)s, %(queue)s)
 """
@@ -573,6 +634,28 @@ FROM {messages}
 WHERE """
     + _PURGE_FILTER
 )
+
+# Purge also forgets the queue's dedup keys that have outlived its dedup window (sql/0005):
+# a send with such a key would take the record over anyway, so nothing is deduplicated
+# less; only the table stops growing. One statement: the records are small.
+PURGE_EXPIRED_DEDUP_KEYS: LiteralString = """
+DELETE FROM {dedup_keys}
+WHERE queue = %(queue)s
+  AND created_at <= now() - coalesce(
+      (SELECT dedup_window FROM {queues} WHERE queue = %(queue)s),
+      make_interval(secs => %(default_window)s)
+  )
+"""
+
+COUNT_EXPIRED_DEDUP_KEYS: LiteralString = """
+SELECT count(*)
+FROM {dedup_keys}
+WHERE queue = %(queue)s
+  AND created_at <= now() - coalesce(
+      (SELECT dedup_window FROM {queues} WHERE queue = %(queue)s),
+      make_interval(secs => %(default_window)s)
+  )
+"""
 
 # ----------------------------------------------------------------------------- consumer loop
 

@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 from . import fair_queries, pooler, queries, waiting
 from . import purge as purge_checks
 from .checks import (
+    DEFAULT_DEDUP_WINDOW_S,
     DEFAULT_PRIORITY,
     DEFAULT_QUEUE,
     DEFAULT_SCHEMA,
@@ -38,6 +39,8 @@ from .checks import (
     Envelope,
     check_age,
     check_below_priority,
+    check_dedup_key,
+    check_dedup_window,
     check_ids,
     check_key,
     check_lease,
@@ -56,10 +59,10 @@ from .checks import (
     check_wait,
     check_weight,
 )
-from .errors import InvalidInput, NotFound, NothingDone, StaleLease
+from .errors import InvalidInput, NotFound, NothingDone, PgqError, StaleLease
 from .fairness import FairnessSettings, KeyBreakdown, KeyDepth, KeyWeight, breakdown
 from .purge import PurgeResult
-from .settings import ConfigResult, QueueInfo, QueueSettings, settings_from_row
+from .settings import ConfigResult, DedupWindow, QueueInfo, QueueSettings, settings_from_row
 from .states import State
 from .translate import translated
 
@@ -68,6 +71,9 @@ COMPLETION_LIMIT = 500
 # At most this many expired/due rows go back to ready per claim (or qty, if larger), so a
 # mass expiry costs each claim a bounded amount; see queries.RETURN_DUE.
 RETURN_DUE_BATCH = 1000
+# A racing sender's record can be invisible to a statement that began before it committed
+# (queries.INSERT_DEDUPLICATED); the next run sees it. More than a few runs is a bug.
+DEDUP_ATTEMPTS = 5
 # send_many hands COPY this many rows at a time (one string each): few calls, bounded memory.
 COPY_CHUNK_ROWS = 5000
 # A Queue remembers which queues are fair. An empty claim re-reads the flag if the last
@@ -104,6 +110,18 @@ class Message:
             "enqueued_at": self.enqueued_at.isoformat(),
             "key": self.key,  # last: fields only ever get added at the end
         }
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a send with a dedup key did: `created` False means the key had already sent
+    `msg_id` within its queue's dedup window, and nothing was sent this time."""
+
+    msg_id: int
+    created: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"msg_id": self.msg_id, "created": self.created}
 
 
 @dataclass(frozen=True)
@@ -190,6 +208,7 @@ class Queue:
             pooler.prepare_for_pooler(conn)
         self._table = sql.Identifier(schema, "messages")
         self._queues = sql.Identifier(schema, "queues")
+        self._dedup_keys = sql.Identifier(schema, "dedup_keys")
         # The hot path's statements as the bytes sent, composed once per Queue: composing
         # and encoding a statement on every call cost about 5% of a claim+ack round.
         self._rendered: dict[str, bytes] = {}
@@ -205,13 +224,14 @@ class Queue:
         return f"pgq_ready:{self.schema}"
 
     def compose(self, template: LiteralString) -> sql.Composed:
-        """A statement of this queue's schema: `{messages}` and `{queues}` in `template`
-        become its tables (quoted identifiers), `{fair_keys}`, `{fair_claim}` and
-        `{fair_clock}` its fairness table and functions. For SQL kept outside the core
+        """A statement of this queue's schema: `{messages}`, `{queues}` and `{dedup_keys}`
+        in `template` become its tables (quoted identifiers), `{fair_keys}`, `{fair_claim}`
+        and `{fair_clock}` its fairness table and functions. For SQL kept outside the core
         (ops) too."""
         return sql.SQL(template).format(
             messages=self._table,
             queues=self._queues,
+            dedup_keys=self._dedup_keys,
             fair_keys=self._fair_keys,
             fair_claim=self._fair_claim,
             fair_clock=self._fair_clock,
@@ -238,12 +258,26 @@ class Queue:
         priority: int = DEFAULT_PRIORITY,
         delay: float = 0.0,
         key: str | None = None,
+        dedup_key: str | None = None,
     ) -> int:
         """Insert one message (JSON text); return its msg_id. One autocommit INSERT.
 
         `key`: its fairness key (a tenant, org or customer id); a fair queue rotates its
         claims across keys (docs/fairness.md). None: no key.
+        With `dedup_key`: a send whose key already sent a message to this queue within the
+        queue's dedup window sends nothing and returns that first message's id (see
+        `send_deduplicated`).
         """
+        if dedup_key is not None:
+            sent = self.send_deduplicated(
+                payload,
+                dedup_key=dedup_key,
+                queue=queue,
+                priority=priority,
+                delay=delay,
+                key=key,
+            )
+            return sent.msg_id
         params = {
             "queue": check_queue(queue),
             "priority": check_priority(priority),
@@ -255,6 +289,42 @@ class Queue:
             row = self.conn.execute(self.compose(queries.INSERT_ONE), params).fetchone()
         assert row is not None
         return int(row[0])
+
+    def send_deduplicated(
+        self,
+        payload: str,
+        *,
+        dedup_key: str,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = DEFAULT_PRIORITY,
+        delay: float = 0.0,
+        key: str | None = None,
+    ) -> Sent:
+        """Send once per `dedup_key` and queue within the queue's dedup window.
+
+        One autocommit statement writes the key's record and the message together
+        (queries.INSERT_DEDUPLICATED), so a retry after a lost connection either finds the
+        record (the first send committed: its id comes back, created False) or sends anew.
+        Racing senders of one key produce one message. The key outlives the message: a
+        repeat after the first message was acked still sends nothing.
+        """
+        params = {
+            "queue": check_queue(queue),
+            "priority": check_priority(priority),
+            "delay": check_seconds(delay, "delay"),
+            "payload": check_payload(payload),
+            "dedup_key": check_dedup_key(dedup_key),
+            "key": None if key is None else check_key(key),
+            "default_window": DEFAULT_DEDUP_WINDOW_S,
+            "table": f"{self.schema}.messages",
+        }
+        statement = self.compose(queries.INSERT_DEDUPLICATED)
+        for _ in range(DEDUP_ATTEMPTS):
+            with translated():
+                row = self.conn.execute(statement, params).fetchone()
+            if row is not None:
+                return Sent(int(row[0]), bool(row[1]))
+        raise PgqError(f"dedup key {dedup_key[:40]!r} was neither recorded nor found")
 
     def send_many(
         self,
@@ -672,16 +742,21 @@ class Queue:
             "older_than": older_than,
             "batch": batch,
             "after": 0,
+            "default_window": DEFAULT_DEDUP_WINDOW_S,
         }
         started = clock()
         if dry_run:
             with translated():
                 row = self.conn.execute(self.compose(queries.PURGE_COUNT), params).fetchone()
+                keys = self.conn.execute(
+                    self.compose(queries.COUNT_EXPIRED_DEDUP_KEYS), params
+                ).fetchone()
             count = int(row[0]) if row else 0
             full, rest = divmod(count, batch)
             planned = (batch,) * full + ((rest,) if rest else ())
             return PurgeResult(
-                queue, wanted, older_than, True, count, planned, False, clock() - started
+                queue, wanted, older_than, True, count, planned, False, clock() - started,
+                int(keys[0]) if keys else 0,
             )
         done: list[int] = []
         stopped_early = False
@@ -697,6 +772,10 @@ class Queue:
             if max_runtime is not None and clock() - started >= max_runtime:
                 stopped_early = True
                 break
+        with translated():
+            forgotten = self.conn.execute(
+                self.compose(queries.PURGE_EXPIRED_DEDUP_KEYS), params
+            ).rowcount
         return PurgeResult(
             queue,
             wanted,
@@ -706,6 +785,7 @@ class Queue:
             tuple(done),
             stopped_early,
             clock() - started,
+            forgotten,
         )
 
     # -- work --------------------------------------------------------------------------
@@ -837,6 +917,29 @@ class Queue:
             if max_deliveries is not None:
                 moved = cur.execute(self.compose(queries.SWEEP_OVER_LIMIT), params).rowcount
         return ConfigResult(settings_from_row(row), moved)
+
+    def dedup_window(self, queue: str) -> DedupWindow:
+        """How long the queue remembers dedup keys (the default when it has set none)."""
+        check_queue(queue)
+        with translated():
+            row = self.conn.execute(
+                self.compose(queries.GET_DEDUP_WINDOW), {"queue": queue}
+            ).fetchone()
+        if row is None or row[0] is None:
+            return DedupWindow(queue, DEFAULT_DEDUP_WINDOW_S, True)
+        return DedupWindow(queue, float(row[0]), False)
+
+    def set_dedup_window(self, queue: str, seconds: float) -> DedupWindow:
+        """Set how long the queue remembers dedup keys. A shorter window applies at once to
+        keys already stored (they expire by their age); purge deletes the expired ones."""
+        check_queue(queue)
+        params = {"queue": queue, "seconds": check_dedup_window(seconds)}
+        with translated():
+            row = self.conn.execute(
+                self.compose(queries.CONFIGURE_DEDUP_WINDOW), params
+            ).fetchone()
+        assert row is not None
+        return DedupWindow(queue, float(row[0]), False)
 
     def pause(self, queue: str, *, below_priority: int | None = None) -> QueueSettings:
         """Pause the queue (claim yields nothing), or only priorities below `below_priority`.

@@ -1,4 +1,5 @@
-"""Per-queue settings as the library returns them: max deliveries (dead letters) and pause.
+"""Per-queue settings as the library returns them: max deliveries (dead letters), pause,
+and the dedup window (`DedupWindow`, sql/0005).
 
 Frozen dataclasses only; `Queue.settings`, `configure`, `pause`, `resume` and `queues`
 read and write them. Never prints, never imports psycopg, Typer or rich.
@@ -82,3 +83,15 @@ def settings_from_row(row: dict[str, Any]) -> QueueSettings:
         paused_below_priority=row["paused_below_priority"],
         updated_at=row.get("updated_at"),
     )
+
+
+@dataclass(frozen=True)
+class DedupWindow:
+    """How long a queue remembers a send's dedup key (`Queue.dedup_window`)."""
+
+    queue: str
+    seconds: float
+    is_default: bool  # the queue has not set one: checks.DEFAULT_DEDUP_WINDOW_S
+
+    def to_json(self) -> dict[str, Any]:
+        return {"queue": self.queue, "dedup_window_s": self.seconds, "default": self.is_default}

@@ -48,7 +48,20 @@ TABLE_PRIVILEGES: dict[str, dict[str, str]] = {
     },
     # Per-queue settings (max_deliveries, pause) that claim and stats read; only the owner
     # changes them (`pgq queue config`, `pgq pause`).
-    "queues": {"consumer": "SELECT", "monitor": "SELECT"},
+    "queues": {
+        # send --dedup-key reads the queue's dedup window (sql/0005).
+        "producer": "SELECT (queue, dedup_window)",
+        "consumer": "SELECT",
+        "monitor": "SELECT",
+    },
+    # send --dedup-key records its key (INSERT … ON CONFLICT DO UPDATE needs SELECT and
+    # UPDATE too, for a record past its window); purge deletes expired ones, and its dry
+    # run counts them. Keys are not payloads: the monitor may read them.
+    "dedup_keys": {
+        "producer": "SELECT, INSERT, UPDATE",
+        "consumer": "SELECT, DELETE",
+        "monitor": "SELECT",
+    },
     # The schema version, for `pgq migrate --list` and `pgq doctor`.
     "pgq_migrations": {"consumer": "SELECT", "monitor": "SELECT"},
     # Fair queues' keys: the fair claim (run as the consumer) locks and advances them.

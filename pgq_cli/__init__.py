@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     )
     from .core.exitcodes import ExitCode
     from .core.purge import PurgeResult
-    from .core.queue import Message, PriorityStats, Queue, QueueStats
+    from .core.queue import IdResult, Message, PriorityStats, Queue, QueueStats
     from .core.settings import ConfigResult, QueueInfo, QueueSettings
     from .core.states import EffectiveState, State
 
@@ -80,7 +80,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "core.exitcodes": ("ExitCode",),
     "core.purge": ("PurgeResult",),
-    "core.queue": ("Message", "PriorityStats", "Queue", "QueueStats"),
+    "core.queue": ("IdResult", "Message", "PriorityStats", "Queue", "QueueStats"),
     "core.settings": ("ConfigResult", "QueueInfo", "QueueSettings"),
     "core.states": ("EffectiveState", "State"),
 }
@@ -103,6 +103,7 @@ __all__ = [
     "EffectiveState",
     "EmptyClaim",
     "ExitCode",
+    "IdResult",
     "InvalidInput",
     "Message",
     "NotFound",

@@ -7,14 +7,16 @@ connecting, so bad input exits 2 even when the database is down, and nothing is 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..core import checks
 from ..core.durations import parse_duration
-from ..core.errors import EmptyClaim, InvalidInput, NothingDone
+from ..core.errors import EmptyClaim, InvalidInput
+from ..core.exitcodes import ExitCode
 from . import output as render
 from .boundary import boundary, say
 from .connection import session
@@ -30,6 +32,9 @@ from .options import (
     StatementTimeoutOpt,
 )
 from .output import Format
+
+if TYPE_CHECKING:  # the start-up rule: no psycopg (core.queue) at the top of a command module
+    from ..core.queue import IdResult
 
 # Registered by `main.build_app`, in the order `pgq --help` lists them.
 commands = typer.Typer()
@@ -193,18 +198,19 @@ def ack(
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
-    """Acknowledge (delete) messages. Exit 3 if an id is unknown or its lease is stale."""
+    """Acknowledge (delete) messages, each id on its own.
+
+    stdout lists the ids acked (--json: one {"msg_id", "result"} per id given, result
+    acked, unknown, stale_lease or not_leased); each id not acked gets a line on stderr
+    saying what happened to it, and the exit code is 3.
+    """
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
         checks.check_ids(msg_ids)
         checks.check_lease(lease)
     with session("ack", dsn, schema) as q:
-        try:
-            acked = q.ack(msg_ids, lease=lease)
-        except NothingDone as exc:
-            render.ids(exc.done, fmt)  # those were acked all the same
-            raise
-        render.ids(acked, fmt)
+        results = q.ack_each(msg_ids, lease=lease)
+    _report_each(results, fmt)
 
 
 @commands.command()
@@ -292,18 +298,25 @@ def requeue(
                 render.one({"redriven": 0}, fmt)  # a result, even when there was nothing
             return
         assert msg_ids
-        try:
-            states = q.requeue_states(msg_ids, lease=lease, delay=delay)
-        except NothingDone as exc:
-            render.ids(exc.done, fmt)  # those were requeued all the same
-            raise
-        went_dead = sorted(i for i, st in states.items() if st == "dead")
-        if went_dead:
-            say(
-                f"pgq: {len(went_dead)} message(s) had their last delivery and went to dead "
-                f"letters: {', '.join(map(str, went_dead[:10]))}"
-            )
-        render.ids(sorted(states), fmt)
+        results = q.requeue_each(msg_ids, lease=lease, delay=delay)
+    went_dead = [r.msg_id for r in results if r.done and r.state == "dead"]
+    if went_dead:
+        say(
+            f"pgq: {len(went_dead)} message(s) had their last delivery and went to dead "
+            f"letters: {', '.join(map(str, went_dead[:10]))}"
+        )
+    _report_each(results, fmt)
+
+
+def _report_each(results: Sequence[IdResult], fmt: Format) -> None:
+    """stdout: the ids done (--json: every id with its result); stderr: one line per id
+    not done, saying what happened to it; exit 3 if any id was not done."""
+    render.id_results(results, fmt)
+    not_done = [r for r in results if not r.done]
+    for r in not_done:
+        say(f"pgq: error: {r.reason}")
+    if not_done:
+        raise typer.Exit(int(ExitCode.NOTHING_DONE))
 
 
 def _check_redrive(

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from ..bench.runner import BenchResult, ProgressCallback
     from ..core.migrate import MigrationStatus
-    from ..core.queue import Message, QueueStats
+    from ..core.queue import IdResult, Message, QueueStats
     from ..ops.doctor import Finding
     from ..ops.watch import Frame
 
@@ -119,6 +119,14 @@ def ids(msg_ids: Sequence[int], fmt: Format) -> None:
     else:
         for i in msg_ids:
             _out(str(i))
+
+
+def id_results(results: Sequence[IdResult], fmt: Format) -> None:
+    """ack/requeue: the ids done, one a line; --json: every id given with its result."""
+    if fmt is Format.json:
+        _json_lines(r.to_json() for r in results)
+    else:
+        ids([r.msg_id for r in results if r.done], fmt)
 
 
 MESSAGE_HEADERS = ("msg_id", "queue", "priority", "state", "read_ct", "lease", "vt", "payload")

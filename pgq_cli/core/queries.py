@@ -224,9 +224,10 @@ WHERE msg_id = %(msg_id)s
 RETURNING msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload
 """
 
-# Which of the given ids exist at all (to tell "unknown id" from "stale lease").
-EXISTING_IDS: LiteralString = """
-SELECT msg_id
+# Where each id that was not done stands now, to say what happened to it: gone (unknown),
+# leased under another token (claimed again), or given back (ready, delayed, dead).
+WHERE_NOW: LiteralString = """
+SELECT msg_id, state, read_ct
 FROM {messages}
 WHERE msg_id = ANY(%(ids)s)
 """

@@ -90,6 +90,32 @@ class Message:
 
 
 @dataclass(frozen=True)
+class IdResult:
+    """What `ack_each`/`requeue_each` did with one id.
+
+    `result`: "acked" or "requeued" when done; otherwise "unknown" (no such message),
+    "stale_lease" (a lease token was given and it is not the message's current lease) or
+    "not_leased" (no token was given and the message cannot take it: a dead letter given
+    back, or a message that is not leased extended). `reason` says what happened to a
+    message that was not done; `state` is where a requeued message went (ready, delayed,
+    dead), or where a message not done stands now.
+    """
+
+    msg_id: int
+    result: str
+    reason: str = ""
+    state: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.result in ("acked", "requeued")
+
+    def to_json(self) -> dict[str, Any]:
+        """Stable field names for `--json`: one object per id."""
+        return {"msg_id": self.msg_id, "result": self.result}
+
+
+@dataclass(frozen=True)
 class PriorityStats:
     queue: str
     priority: int
@@ -129,9 +155,56 @@ class QueueStats:
         return sum(r.ready + r.leased + r.expired + r.delayed + r.dead for r in self.rows)
 
 
-def _with_done(error: NothingDone, done: set[int]) -> NothingDone:
-    error.done = tuple(sorted(done))
-    return error
+def _not_done(msg_id: int, now: tuple[str, int] | None, lease: uuid.UUID | None) -> IdResult:
+    """Why `msg_id` was not done, from where it stands now (`now`: state, read_ct)."""
+    if now is None:
+        return IdResult(msg_id, "unknown", f"no such message: {msg_id} (acked already, or purged)")
+    state, read_ct = now
+    if lease is None:
+        if state == "dead":
+            return IdResult(msg_id, "not_leased", f"message {msg_id} is a dead letter", state)
+        return IdResult(msg_id, "not_leased", f"message {msg_id} is {state}, not leased", state)
+    # The token is not current. A claim gives a fresh token, and only a requeue (by the
+    # holder, or a claim returning an expired lease) clears it: the state says which.
+    if state == "leased":
+        what = f"was claimed again by another consumer (delivery {read_ct})"
+    elif state == "delayed":
+        what = "was requeued by its holder with a delay"
+    elif state == "dead":
+        what = "went to dead letters (its last delivery was given back or ran out)"
+    else:
+        what = "is ready again: it was requeued, or its lease expired and it was returned"
+    return IdResult(
+        msg_id, "stale_lease", f"lease is not current: message {msg_id} {what}", state
+    )
+
+
+def _done_or_raise(results: Sequence[IdResult]) -> list[int]:
+    """The done ids, sorted; if any id was not done, raise for the first such one, with
+    every done id on the error (the library's all-or-error shape of `ack_each`)."""
+    done = sorted(r.msg_id for r in results if r.done)
+    failed = [r for r in results if not r.done]
+    if not failed:
+        return done
+    unknown = [r for r in failed if r.result == "unknown"]
+    error: NothingDone
+    if unknown:
+        error = NotFound(
+            f"no such message: {', '.join(str(r.msg_id) for r in unknown[:10])} "
+            "(acked already, or purged)"
+        )
+    elif failed[0].result == "stale_lease":
+        error = StaleLease(failed[0].reason)
+    elif failed[0].state == "dead":
+        error = NotFound(
+            failed[0].reason,
+            hint="dead letters are redriven with redrive_dead()",
+            params=("redrive_dead()",),
+        )
+    else:
+        error = NotFound(failed[0].reason, hint="claim it first")
+    error.done = tuple(done)
+    raise error
 
 
 def _sort_claim_order(messages: Iterable[Message]) -> list[Message]:
@@ -315,45 +388,33 @@ class Queue:
 
     # -- ack / requeue / extend --------------------------------------------------------
 
-    def _explain_missing(self, wanted: list[int], done: set[int], lease: uuid.UUID | None) -> None:
-        missing = [i for i in wanted if i not in done]
-        if not missing:
-            return
-        with translated():
-            rows = self.conn.execute(
-                self.compose(queries.EXISTING_IDS), {"ids": missing}
-            ).fetchall()
-        existing = {int(r[0]) for r in rows}
-        unknown = [i for i in missing if i not in existing]
-        if unknown:
-            raise _with_done(
-                NotFound(
-                    f"no such message: {', '.join(map(str, unknown[:10]))}",
-                    hint="it may have been acked already",
-                ),
-                done,
-            )
-        if lease is not None:
-            raise _with_done(
-                StaleLease(
-                    f"lease is not current for message {', '.join(map(str, missing[:10]))}"
-                ),
-                done,
-            )
-        raise _with_done(
-            NotFound(
-                f"message {', '.join(map(str, missing[:10]))} is not in a state for that",
-                hint="dead letters are redriven with redrive_dead()",
-                params=("redrive_dead()",),
-            ),
-            done,
-        )
+    def _explain_missing(
+        self, wanted: list[int], done: dict[int, str], lease: uuid.UUID | None, done_as: str
+    ) -> list[IdResult]:
+        """One IdResult per wanted id, in the order given (repeats once): done ones as
+        `done_as`, the others with what happened to them, read after the fact."""
+        order = list(dict.fromkeys(wanted))
+        missing = [i for i in order if i not in done]
+        now: dict[int, tuple[str, int]] = {}
+        if missing:
+            with translated():
+                rows = self.conn.execute(
+                    self.compose(queries.WHERE_NOW), {"ids": missing}
+                ).fetchall()
+            now = {int(r[0]): (str(r[1]), int(r[2])) for r in rows}
+        return [
+            IdResult(i, done_as, state=done[i]) if i in done
+            else _not_done(i, now.get(i), lease)
+            for i in order
+        ]
 
-    def ack(self, ids: Iterable[int], *, lease: str | uuid.UUID | None = None) -> list[int]:
-        """Delete (acknowledge) messages. With a lease token, only where it is current.
+    def ack_each(
+        self, ids: Iterable[int], *, lease: str | uuid.UUID | None = None
+    ) -> list[IdResult]:
+        """Delete (acknowledge) messages, each id on its own; one IdResult per id.
 
-        One autocommit DELETE; ids that were done are returned. Raises NotFound for unknown
-        ids and StaleLease for a stale token, after acking all the others.
+        One autocommit DELETE (with a lease token, only where it is current); then one
+        read of the ids that were not done, to say why.
         """
         wanted = check_ids(ids)
         token = check_lease(lease)
@@ -361,9 +422,15 @@ class Queue:
             rows = self.conn.execute(
                 self.compose(queries.ACK), {"ids": wanted, "lease": token}
             ).fetchall()
-        done = {int(r[0]) for r in rows}
-        self._explain_missing(wanted, done, token)
-        return sorted(done)
+        return self._explain_missing(wanted, {int(r[0]): "" for r in rows}, token, "acked")
+
+    def ack(self, ids: Iterable[int], *, lease: str | uuid.UUID | None = None) -> list[int]:
+        """Delete (acknowledge) messages. With a lease token, only where it is current.
+
+        One autocommit DELETE; ids that were done are returned. Raises NotFound for unknown
+        ids and StaleLease for a stale token, after acking all the others.
+        """
+        return _done_or_raise(self.ack_each(ids, lease=lease))
 
     def requeue(
         self,
@@ -386,14 +453,25 @@ class Queue:
         delay: float = 0.0,
     ) -> dict[int, str]:
         """`requeue`, returning the state each message went to ('ready', 'delayed', 'dead')."""
+        results = self.requeue_each(ids, lease=lease, delay=delay)
+        _done_or_raise(results)
+        return {r.msg_id: str(r.state) for r in results}
+
+    def requeue_each(
+        self,
+        ids: Iterable[int],
+        *,
+        lease: str | uuid.UUID | None = None,
+        delay: float = 0.0,
+    ) -> list[IdResult]:
+        """`requeue`, each id on its own; one IdResult per id (`state`: where it went)."""
         wanted = check_ids(ids)
         token = check_lease(lease)
         params = {"ids": wanted, "lease": token, "delay": check_seconds(delay, "delay")}
         with translated():
             rows = self.conn.execute(self.compose(queries.REQUEUE), params).fetchall()
         done = {int(r[0]): str(r[1]) for r in rows}
-        self._explain_missing(wanted, set(done), token)
-        return done
+        return self._explain_missing(wanted, done, token, "requeued")
 
     def redrive_dead(
         self,
@@ -457,8 +535,7 @@ class Queue:
             cur.execute(self.compose(queries.EXTEND), params)
             found = self._messages(cur)
         if not found:
-            self._explain_missing([checked], set(), token)
-            raise NotFound(f"message {checked} is not leased", hint="claim it first")
+            _done_or_raise(self._explain_missing([checked], {}, token, "extended"))
         return found[0]
 
     # -- purge -------------------------------------------------------------------------

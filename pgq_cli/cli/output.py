@@ -162,7 +162,7 @@ STATS_HEADERS = (
     "expired",
     "delayed",
     "dead",
-    "oldest_ready_s",
+    "oldest_ready_age",
     "max_read_ct",
     "paused",
 )
@@ -185,7 +185,7 @@ def stats(result: QueueStats, fmt: Format) -> None:
             r.expired,
             r.delayed,
             r.dead,
-            _age(r.oldest_ready_age_s),
+            _age(r.oldest_ready_age),
             r.max_read_ct,
             "yes" if r.paused else "no",
         ]
@@ -364,7 +364,7 @@ def watch_view(
         _per_second(frame.ack_rate),
         _rates_scope(queue),
         "  oldest ready ",
-        (_age_with_unit(frame.oldest_ready_age_s), "bold yellow"),
+        (_age_with_unit(frame.oldest_ready_age), "bold yellow"),
         ("  (estimated counts)" if frame.estimated else ""),
     )
     table = Table(
@@ -384,7 +384,7 @@ def watch_view(
             r.queue,
             str(r.priority),
             *(f"{getattr(r, s):,}" for s in EFFECTIVE_STATES),
-            _age_with_unit(r.oldest_ready_age_s),
+            _age_with_unit(r.oldest_ready_age),
             "yes" if r.paused else "",
             Text(bar, style="green"),
         )
@@ -409,13 +409,13 @@ def watch_text(frame: Frame, *, queue: str | None = None) -> str:
     summary = (
         f"frame {frame.number}  {when}  claims {rate(frame.claim_rate)}  "
         f"sends {rate(frame.send_rate)}  acks {rate(frame.ack_rate)}"
-        f"{_rates_scope(queue)}  oldest ready {_age_with_unit(frame.oldest_ready_age_s)}"
+        f"{_rates_scope(queue)}  oldest ready {_age_with_unit(frame.oldest_ready_age)}"
         + ("  (estimated counts)" if frame.estimated else "")
     )
     lines = [summary, "\t".join(STATS_HEADERS)]
     for r in frame.stats.rows:
         cells = (r.queue, r.priority, r.ready, r.leased, r.expired, r.delayed, r.dead,
-                 _age(r.oldest_ready_age_s), r.max_read_ct, "yes" if r.paused else "no")
+                 _age(r.oldest_ready_age), r.max_read_ct, "yes" if r.paused else "no")
         lines.append("\t".join(map(str, cells)))
     return "\n".join(lines) + "\n\n"
 

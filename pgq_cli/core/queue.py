@@ -124,7 +124,7 @@ class PriorityStats:
     expired: int
     delayed: int
     dead: int
-    oldest_ready_age_s: float | None
+    oldest_ready_age: float | None
     max_read_ct: int
     # Claim skips this queue/priority (`Queue.pause`); most are not paused.
     paused: bool = False
@@ -138,7 +138,7 @@ class PriorityStats:
             "expired": self.expired,
             "delayed": self.delayed,
             "dead": self.dead,
-            "oldest_ready_age_s": self.oldest_ready_age_s,
+            "oldest_ready_age": self.oldest_ready_age,
             "max_read_ct": self.max_read_ct,
             "paused": self.paused,
         }
@@ -624,8 +624,8 @@ class Queue:
                     expired=int(r["expired"]),
                     delayed=int(r["delayed"]),
                     dead=int(r["dead"]),
-                    oldest_ready_age_s=(
-                        None if r["oldest_ready_age_s"] is None else float(r["oldest_ready_age_s"])
+                    oldest_ready_age=(
+                        None if r["oldest_ready_age"] is None else float(r["oldest_ready_age"])
                     ),
                     max_read_ct=int(r["max_read_ct"]),
                     paused=bool(r["paused"]),

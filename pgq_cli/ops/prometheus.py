@@ -78,7 +78,7 @@ def render(
         where: dict[str, str | int] = {"schema": schema, "queue": r.queue, "priority": r.priority}
         for state in EFFECTIVE_STATES:
             messages.add(getattr(r, state), **where, state=state)
-        oldest.add(r.oldest_ready_age_s or 0.0, **where)
+        oldest.add(r.oldest_ready_age or 0.0, **where)
         read_ct.add(r.max_read_ct, **where)
         paused.add(1 if r.paused else 0, **where)
     estimated = _Family(

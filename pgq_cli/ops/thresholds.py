@@ -63,7 +63,7 @@ def _total(state: str) -> Callable[[Sequence[PriorityStats]], float]:
 
 
 def _oldest_ready_age(rows: Sequence[PriorityStats]) -> float:
-    return max((r.oldest_ready_age_s or 0.0 for r in rows), default=0.0)
+    return max((r.oldest_ready_age or 0.0 for r in rows), default=0.0)
 
 
 def _max_read_ct(rows: Sequence[PriorityStats]) -> float:

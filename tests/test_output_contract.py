@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -53,3 +54,63 @@ def test_the_oldest_ready_age_has_one_name_in_every_format(
     crossed = cli("stats", "--fail-if", "oldest_ready_age>50")
     assert crossed.exit_code == 3
     assert "oldest_ready_age is" in crossed.stderr
+
+
+# ------------------------------------------------------------------- drained queues report 0
+
+
+def _families(text: str) -> dict[tuple[str, str, str], float]:
+    """pgq_messages samples as {(queue, priority, state): value}."""
+    found = {}
+    for line in text.splitlines():
+        match = re.match(
+            r'^pgq_messages\{schema="pgq",queue="(.*)",priority="(\d+)",state="(\w+)"\} (\S+)$',
+            line,
+        )
+        if match:
+            found[match.group(1), match.group(2), match.group(3)] = float(match.group(4))
+    return found
+
+
+def test_a_configured_queue_that_drains_reports_zero_in_stats_and_prometheus(
+    cli: Cli, q: Queue
+) -> None:
+    q.configure("billing", max_deliveries=5)
+    q.pause("billing")
+    msg_id = q.send("{}", queue="billing", priority=9)
+    q.send("{}", queue="other")
+    q.ack([msg_id])
+    result = cli("stats", "--json", "-q", "billing")
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [{
+        "queue": "billing", "priority": 5, "ready": 0, "leased": 0, "expired": 0,
+        "delayed": 0, "dead": 0, "oldest_ready_age": None, "max_read_ct": 0, "paused": True,
+    }]
+    for args in (["--estimate"], []):
+        text = cli("stats", "--format", "prometheus", *args).stdout
+        samples = _families(text)
+        assert samples["billing", "5", "ready"] == 0, text
+        assert samples["other", "5", "ready"] == 1, text
+        assert 'pgq_paused{schema="pgq",queue="billing",priority="5"} 1' in text
+
+
+def test_an_unconfigured_queue_in_the_previous_textfile_is_written_again_at_zero(
+    cli: Cli, q: Queue, tmp_path: Path
+) -> None:
+    """The textfile remembers the groups it reported: a queue without settings that drains
+    stays in it at 0 (per priority), while a queue never seen does not appear."""
+    drains = [q.send("{}", queue="drains.q:1", priority=p) for p in (9, 2)]
+    q.send("{}", queue="stays", priority=4)
+    assert cli("stats", "--textfile-dir", str(tmp_path)).exit_code == 0
+    before = _families((tmp_path / "pgq.prom").read_text())
+    assert before["drains.q:1", "9", "ready"] == 1
+    q.ack(drains)
+    assert cli("stats", "--textfile-dir", str(tmp_path)).exit_code == 0
+    after = _families((tmp_path / "pgq.prom").read_text())
+    assert set(after) == set(before)
+    assert after["drains.q:1", "9", "ready"] == 0
+    assert after["drains.q:1", "2", "ready"] == 0
+    assert after["stays", "4", "ready"] == 1
+    # A plain `stats` (no textfile) does not remember them: it has no previous output.
+    plain = cli("stats", "--json").stdout
+    assert [json.loads(line)["queue"] for line in plain.splitlines()] == ["stays"]

@@ -7,7 +7,7 @@ down), collect through `ops.thresholds`, render.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -134,6 +134,13 @@ def stats_emit(
     The output is written first, so the metrics of a bad moment still reach Prometheus.
     """
     snapshot = health.collect(q, queue=queue, estimate=estimate)
+    if plan.textfile is not None:
+        # Groups the previous textfile reported and that have since drained: written at 0.
+        previous = prometheus.groups_in_textfile(
+            plan.textfile / plan.textfile_name, schema=schema, queue=queue
+        )
+        drained = snapshot.stats.with_drained(previous, q.configured(queue=queue))
+        snapshot = replace(snapshot, stats=drained)
     crossed = health.breaches(snapshot.stats, plan.thresholds)
     if plan.fmt is Format.json and estimate:
         # Each row says whether any of its numbers is estimated from a sample.

@@ -355,6 +355,15 @@ FROM {queues}
 WHERE queue = %(queue)s
 """
 
+# The configured queues (a row in queues): stats reports them at 0 once they drain, so
+# their gauges do not go stale. Read here, never recorded on send (sends stay one INSERT).
+CONFIGURED_QUEUES: LiteralString = """
+SELECT queue, max_deliveries, paused, paused_below_priority, updated_at
+FROM {queues}
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+ORDER BY queue
+"""
+
 # Every queue that has settings or messages, with its depth by state. Counting is a scan
 # of the messages table (like stats); settings come from the small queues table.
 LIST_QUEUES: LiteralString = (

@@ -154,6 +154,26 @@ class QueueStats:
     def total(self) -> int:
         return sum(r.ready + r.leased + r.expired + r.delayed + r.dead for r in self.rows)
 
+    def with_drained(
+        self, groups: Iterable[tuple[str, int]], settings: Iterable[QueueSettings] = ()
+    ) -> QueueStats:
+        """These stats plus a row of zeros for each (queue, priority) in `groups` that has
+        none (a queue that drained reports 0 instead of vanishing), paused as `settings`
+        say; rows stay in stats order (queue, then priority 10 first)."""
+        present = {(r.queue, r.priority) for r in self.rows}
+        paused = {s.queue: s for s in settings}
+        added = [
+            PriorityStats(
+                queue, priority, 0, 0, 0, 0, 0, None, 0,
+                paused=queue in paused and paused[queue].is_paused(priority),
+            )
+            for queue, priority in sorted(set(groups) - present)
+        ]
+        if not added:
+            return self
+        rows = sorted([*self.rows, *added], key=lambda r: (r.queue, -r.priority))
+        return QueueStats(tuple(rows))
+
 
 def _not_done(msg_id: int, now: tuple[str, int] | None, lease: uuid.UUID | None) -> IdResult:
     """Why `msg_id` was not done, from where it stands now (`now`: state, read_ct)."""
@@ -608,12 +628,35 @@ class Queue:
     # -- stats -------------------------------------------------------------------------
 
     def stats(self, *, queue: str | None = None) -> QueueStats:
-        """Counts per queue and priority by state, oldest ready age, max read_ct. Read-only."""
+        """Counts per queue and priority by state, oldest ready age, max read_ct. Read-only.
+
+        A configured queue (`configure`, `pause`) with no message at all reports one row of
+        zeros at the default priority: a drained queue does not vanish.
+        """
         if queue is not None:
             check_queue(queue)
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
             cur.execute(self.compose(queries.STATS), {"queue": queue})
             rows = cur.fetchall()
+        return self.with_configured(self._stats_of(rows), queue=queue)
+
+    def configured(self, *, queue: str | None = None) -> list[QueueSettings]:
+        """The settings of every configured queue (a row in `<schema>.queues`), or of
+        `queue` only. Read-only."""
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(self.compose(queries.CONFIGURED_QUEUES), {"queue": queue})
+            return [settings_from_row(r) for r in cur.fetchall()]
+
+    def with_configured(self, stats: QueueStats, *, queue: str | None = None) -> QueueStats:
+        """`stats` plus a row of zeros at the default priority for each configured queue
+        (or `queue`) that has no row in it."""
+        configured = self.configured(queue=queue)
+        present = {r.queue for r in stats.rows}
+        missing = [(s.queue, DEFAULT_PRIORITY) for s in configured if s.queue not in present]
+        return stats.with_drained(missing, configured)
+
+    @staticmethod
+    def _stats_of(rows: Sequence[dict[str, Any]]) -> QueueStats:
         return QueueStats(
             tuple(
                 PriorityStats(

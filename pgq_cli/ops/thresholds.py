@@ -53,6 +53,7 @@ def collect(q: Queue, *, queue: str | None = None, estimate: bool = False) -> Sn
         from . import estimate as estimate_module
 
         stats, sampled = estimate_module.estimate(q, queue=queue)
+        stats = q.with_configured(stats, queue=queue)  # as Queue.stats does
     else:
         stats, sampled = q.stats(queue=queue), frozenset()
     return Snapshot(stats, bool(sampled), time.time(), time.monotonic() - started, sampled)

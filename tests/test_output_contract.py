@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from conftest import Cli
 
 from pgq_cli.core.queue import Queue
@@ -114,3 +115,78 @@ def test_an_unconfigured_queue_in_the_previous_textfile_is_written_again_at_zero
     # A plain `stats` (no textfile) does not remember them: it has no previous output.
     plain = cli("stats", "--json").stdout
     assert [json.loads(line)["queue"] for line in plain.splitlines()] == ["stays"]
+
+
+# ---------------------------------------------------------- plain columns, --header, README
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _documented_columns() -> dict[str, list[str]]:
+    """README's plain-columns table: {command as written: [column, ...]}."""
+    columns = {}
+    for line in README.read_text().splitlines():
+        match = re.match(r"^\| (`[^|]+`) \| (`[^|]+`)(?: \([^|]*\))? \|$", line)
+        if match and "plain columns" not in line:
+            names = re.findall(r"`([^`]+)`", match.group(2))
+            for command in re.findall(r"`([^`]+)`", match.group(1)):
+                columns[command] = names
+    return columns
+
+
+@pytest.mark.parametrize(
+    ("documented", "args"),
+    [
+        ("peek", ["peek", "-q", "jobs"]),
+        ("claim", ["claim", "-q", "jobs"]),
+        ("stats", ["stats"]),
+        ("queues", ["queues"]),
+        ("migrate --list", ["migrate", "--list"]),
+    ],
+)
+def test_plain_output_has_the_readme_columns_and_header_names_them(
+    cli: Cli, q: Queue, documented: str, args: list[str]
+) -> None:
+    q.send('{"text": "a\\ttab and a\\nnewline"}', queue="jobs", priority=7)
+    q.configure("jobs", max_deliveries=3)
+    columns = _documented_columns()[documented]
+    with_header = cli(*args, "--header")
+    assert with_header.exit_code == 0, with_header.stderr
+    lines = with_header.stdout.splitlines()
+    assert lines[0].split("\t") == columns
+    assert len(lines) >= 2
+    for record in lines[1:]:
+        assert len(record.split("\t")) == len(columns), record
+    if documented != "claim":  # a second claim would find nothing
+        without = cli(*args)
+        assert without.stdout.splitlines() == lines[1:]
+
+
+def test_header_on_an_empty_result_prints_the_header_only(cli: Cli) -> None:
+    result = cli("peek", "-q", "nothing", "--header")
+    assert (result.exit_code, result.stdout) == (0, "\t".join(_documented_columns()["peek"]) + "\n")
+    assert cli("peek", "-q", "nothing").stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["requeue", "--expired", "--json"],
+        ["requeue", "--dead", "--all", "--json"],
+        ["migrate", "--json"],
+        ["purge", "nothing", "--all", "--json"],
+        ["queue", "config", "jobs", "--max-deliveries", "3", "--json"],
+        ["pause", "jobs", "--json"],
+        ["resume", "jobs", "--json"],
+        ["watch", "--once", "--json"],
+        ["info", "--json"],
+    ],
+    ids=lambda args: " ".join(a for a in args if not a.startswith("--json")),
+)
+def test_a_result_command_prints_one_json_object_even_when_nothing_was_done(
+    cli: Cli, args: list[str]
+) -> None:
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert isinstance(json.loads(line), dict)

@@ -23,6 +23,7 @@ from .connection import session
 from .options import (
     DsnOpt,
     FormatOpt,
+    HeaderOpt,
     JsonOpt,
     LeaseOpt,
     OptionalQueueOpt,
@@ -137,6 +138,7 @@ def claim(
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
+    header: HeaderOpt = False,
     fmt: FormatOpt = Format.auto,
     statement_timeout: StatementTimeoutOpt = checks.DEFAULT_STATEMENT_TIMEOUT_MS,
 ) -> None:
@@ -146,6 +148,7 @@ def claim(
     consumer whose lease ran out cannot ack a message someone else now holds.
     Paused queues and bands (`pgq pause`) yield nothing.
     """
+    render.plain_header(header)
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
         checks.check_queue(queue)
@@ -175,9 +178,11 @@ def peek(
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
+    header: HeaderOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """Show messages in claim order without claiming them or touching any lease."""
+    render.plain_header(header)
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
         checks.check_queue(queue)

@@ -92,8 +92,20 @@ def _payload_text(payload: Any) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
+class _Plain:
+    """Whether plain tables start with a line naming their columns (`--header`)."""
+
+    header: bool = False
+
+
+def plain_header(on: bool) -> None:
+    """`--header`: plain tables print their column names first, tab-separated."""
+    _Plain.header = on
+
+
 def write_table(fmt: Format, headers: Sequence[str], cells: list[list[Any]], title: str) -> None:
-    """A table: tabulate columns, a rich table, or tab-separated lines (`plain`)."""
+    """A table: tabulate columns, a rich table, or tab-separated lines (`plain`; with
+    `--header`, the column names first)."""
     if fmt is Format.table:
         from tabulate import tabulate
 
@@ -109,6 +121,8 @@ def write_table(fmt: Format, headers: Sequence[str], cells: list[list[Any]], tit
             table.add_row(*("" if v is None else str(v) for v in row))
         Console().print(table)
     else:
+        if _Plain.header:
+            _out("\t".join(headers))
         for row in cells:
             _out("\t".join("" if v is None else str(v) for v in row))
 

@@ -23,7 +23,7 @@ from ..ops import thresholds as health
 from . import output as render
 from .boundary import boundary, say
 from .connection import session
-from .options import DsnOpt, JsonOpt, SchemaOpt
+from .options import DsnOpt, HeaderOpt, JsonOpt, SchemaOpt
 from .output import Format
 
 if TYPE_CHECKING:
@@ -172,6 +172,7 @@ def stats(
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
+    header: HeaderOpt = False,
     fmt: StatsFormatOpt = StatsFormat.auto,
     textfile_dir: TextfileDirOpt = None,
     textfile_name: TextfileNameOpt = DEFAULT_TEXTFILE_NAME,
@@ -183,6 +184,7 @@ def stats(
     For cron and alerting: --format prometheus (--textfile-dir for node_exporter) and
     --fail-if thresholds, which exit 3 when crossed.
     """
+    render.plain_header(header)
     plan = stats_plan(fmt, json_out, textfile_dir, textfile_name, fail_if)
     with boundary():
         if queue is not None:

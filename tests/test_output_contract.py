@@ -15,8 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Cli
+from test_health import bulk
 
 from pgq_cli.core.queue import Queue
+from pgq_cli.ops import estimate
 
 OTHER_SPELLINGS = ("oldest_ready_age_s", "oldest_ready_s", "oldest_ready_seconds")
 
@@ -158,8 +160,9 @@ def test_plain_output_has_the_readme_columns_and_header_names_them(
     for record in lines[1:]:
         assert len(record.split("\t")) == len(columns), record
     if documented != "claim":  # a second claim would find nothing
-        without = cli(*args)
-        assert without.stdout.splitlines() == lines[1:]
+        # The same records without the header (the first two fields: ages move on).
+        without = cli(*args).stdout.splitlines()
+        assert [r.split("\t")[:2] for r in without] == [r.split("\t")[:2] for r in lines[1:]]
 
 
 def test_header_on_an_empty_result_prints_the_header_only(cli: Cli) -> None:
@@ -190,3 +193,31 @@ def test_a_result_command_prints_one_json_object_even_when_nothing_was_done(
     assert result.exit_code == 0, result.stderr
     (line,) = result.stdout.splitlines()
     assert isinstance(json.loads(line), dict)
+
+
+# ------------------------------------------------------------ estimates say so in every format
+
+
+def test_every_stats_format_marks_the_estimated_rows(
+    cli: Cli, conn: psycopg.Connection[Any]
+) -> None:
+    """A group over the exact cap is estimated (flagged), a small one is exact; plain and
+    table add an `estimated` column (yes/no), JSON an `estimated` field."""
+    bulk(conn, "big", 2 * estimate.EXACT_READY_CAP + 1, priority=5)
+    bulk(conn, "small", 3, priority=5)
+    conn.execute("ANALYZE pgq.messages")
+    expected = {("big", "5"): "yes", ("small", "5"): "no"}
+    plain = cli("stats", "--estimate", "--header")
+    assert plain.exit_code == 0, plain.stderr
+    header, *records = (line.split("\t") for line in plain.stdout.splitlines())
+    assert header == [*_documented_columns()["stats"], "estimated"]
+    assert {(r[0], r[1]): r[-1] for r in records} == expected
+    table = cli("stats", "--estimate", "--format", "table").stdout.splitlines()
+    assert table[0].split()[-1] == "estimated"
+    assert {(r.split()[0], r.split()[1]): r.split()[-1] for r in table[2:]} == expected
+    rows = [json.loads(line) for line in cli("stats", "--estimate", "--json").stdout.splitlines()]
+    assert {(r["queue"], str(r["priority"])): r["estimated"] for r in rows} == {
+        k: v == "yes" for k, v in expected.items()
+    }
+    exact = cli("stats", "--header").stdout.splitlines()
+    assert exact[0].split("\t") == _documented_columns()["stats"]  # no column without it

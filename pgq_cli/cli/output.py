@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from ..bench.runner import BenchResult, ProgressCallback
     from ..core.migrate import MigrationStatus
-    from ..core.queue import IdResult, Message, QueueStats
+    from ..core.queue import IdResult, Message, PriorityStats, QueueStats
     from ..ops.doctor import Finding
     from ..ops.watch import Frame
 
@@ -186,10 +186,20 @@ def _age(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds:.1f}"
 
 
-def stats(result: QueueStats, fmt: Format) -> None:
+def stats(
+    result: QueueStats, fmt: Format, sampled: frozenset[tuple[str, int]] | None = None
+) -> None:
+    """`sampled`: with --estimate, the (queue, priority) groups with an estimated number;
+    every format then marks each row (`estimated`: yes/no, or true/false in JSON)."""
+
+    def estimated(r: PriorityStats) -> bool:
+        return sampled is not None and (r.queue, r.priority) in sampled
+
     if fmt is Format.json:
-        _json_lines(r.to_json() for r in result.rows)
+        marks = [{} if sampled is None else {"estimated": estimated(r)} for r in result.rows]
+        _json_lines({**r.to_json(), **m} for r, m in zip(result.rows, marks, strict=True))
         return
+    headers = STATS_HEADERS if sampled is None else (*STATS_HEADERS, "estimated")
     rows = [
         [
             r.queue,
@@ -202,11 +212,12 @@ def stats(result: QueueStats, fmt: Format) -> None:
             _age(r.oldest_ready_age),
             r.max_read_ct,
             "yes" if r.paused else "no",
+            *([] if sampled is None else ["yes" if estimated(r) else "no"]),
         ]
         for r in result.rows
     ]
     if fmt is not Format.rich:
-        write_table(fmt, STATS_HEADERS, rows, "")
+        write_table(fmt, headers, rows, "")
         return
     from rich.console import Console
     from rich.table import Table
@@ -216,7 +227,7 @@ def stats(result: QueueStats, fmt: Format) -> None:
         title=f"pgq stats — priority {MAX_PRIORITY} is most urgent, claimed first",
         title_justify="left",
     )
-    for header in STATS_HEADERS:
+    for header in headers:
         table.add_column(header, justify="right" if header != "queue" else "left")
     table.add_column("ready", justify="left")
     widest = max((r.ready for r in result.rows), default=0)

@@ -142,15 +142,9 @@ def stats_emit(
         drained = snapshot.stats.with_drained(previous, q.configured(queue=queue))
         snapshot = replace(snapshot, stats=drained)
     crossed = health.breaches(snapshot.stats, plan.thresholds)
-    if plan.fmt is Format.json and estimate:
-        # Each row says whether any of its numbers is estimated from a sample.
-        rows = [
-            {**r.to_json(), "estimated": (r.queue, r.priority) in snapshot.sampled}
-            for r in snapshot.stats.rows
-        ]
-        render.records(rows, (), Format.json)
-    elif plan.fmt is not None:
-        render.stats(snapshot.stats, plan.fmt)
+    if plan.fmt is not None:
+        # With --estimate, every format marks the rows with a number from the sample.
+        render.stats(snapshot.stats, plan.fmt, snapshot.sampled if estimate else None)
     else:
         # The exposition format is built in ops/prometheus.py: a wire format, not a table.
         text = prometheus.render(snapshot, schema=schema, breached=crossed)

@@ -221,3 +221,12 @@ def test_every_stats_format_marks_the_estimated_rows(
     }
     exact = cli("stats", "--header").stdout.splitlines()
     assert exact[0].split("\t") == _documented_columns()["stats"]  # no column without it
+
+
+def test_header_holds_for_its_own_invocation_only(cli: Cli, q: Queue) -> None:
+    """One process, two invocations (the in-process runner): --header on the first does
+    not leak into the second."""
+    q.send("{}", queue="jobs")
+    assert cli("stats", "--header").stdout.startswith("queue\t")
+    after = cli("stats").stdout.splitlines()
+    assert after and not after[0].startswith("queue\t")

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .core.queue import IdResult, Message, PriorityStats, Queue, QueueStats
     from .core.settings import ConfigResult, QueueInfo, QueueSettings
     from .core.states import EffectiveState, State
+    from .core.worker import Reject, Retry
 
     __version__: str
 
@@ -83,6 +84,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "core.queue": ("IdResult", "Message", "PriorityStats", "Queue", "QueueStats"),
     "core.settings": ("ConfigResult", "QueueInfo", "QueueSettings"),
     "core.states": ("EffectiveState", "State"),
+    "core.worker": ("Reject", "Retry"),
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -116,6 +118,8 @@ __all__ = [
     "QueueInfo",
     "QueueSettings",
     "QueueStats",
+    "Reject",
+    "Retry",
     "SchemaForeign",
     "SchemaMissing",
     "StaleLease",

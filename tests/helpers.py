@@ -6,8 +6,9 @@ needs, e.g. `from helpers import UNREACHABLE_DSN, assert_failed`.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -53,3 +54,12 @@ def fresh_database(admin_dsn: str, template: str | None = None) -> Iterator[str]
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 30) -> None:
+    """Poll `predicate` until it is true; fail naming `what` after `timeout_s` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

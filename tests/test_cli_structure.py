@@ -26,7 +26,7 @@ CLI = PACKAGE / "cli"
 
 # `pgq --help`: the everyday loop first, then operations.
 HELP_ORDER = [
-    "demo", "migrate", "send", "claim", "peek", "ack", "requeue", "extend", "stats",
+    "demo", "migrate", "send", "claim", "peek", "ack", "requeue", "extend", "work", "stats",
     "queues", "queue", "pause", "resume", "purge", "watch", "doctor", "bench", "info",
     "embedded",
 ]

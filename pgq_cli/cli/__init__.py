@@ -5,8 +5,9 @@
 - `app.py`: the root Typer (help, --debug, --version, one-line usage errors).
 - One module per command group, each declaring its commands on a Typer of its own:
   `demo.py`, `schema.py` (migrate), `messages.py` (send, claim, peek, ack, requeue,
-  extend), `stats.py`, `queues.py` (queues, queue config), `pause.py` (pause, resume),
-  `ops.py` (purge, watch, doctor), `bench.py`.
+  extend), `work.py` (work: a command per message), `stats.py`, `queues.py` (queues,
+  queue config), `pause.py` (pause, resume), `ops.py` (purge, watch, doctor), `bench.py`.
+- `pipeline.py`: `ack -` and `requeue -`, reading `claim --json` lines from stdin.
 - `options.py`: option aliases shared by every command; `completion.py`: queue names;
   `coercion.py`: option values read without pydantic (start-up time).
 - `output.py`: everything written to stdout (tables, frames, reports) and the stderr console.

@@ -58,6 +58,7 @@ FLAG_OF_PARAM = {
     "max_deliveries=None": "--unlimited",
     "max_runtime": "--max-runtime",
     "wait": "--wait",
+    "reconnect_timeout": "--reconnect-timeout",
     "states": "--state",
     "everything=True": "--all",
     "redrive_dead()": "`pgq requeue --dead`",

@@ -38,6 +38,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "demo": ("demo",),
     "schema": ("migrate",),
     "messages": ("send", "claim", "peek", "ack", "requeue", "extend"),
+    "work": ("work",),
     "stats": ("stats",),
     "queues": ("queues", "queue"),
     "pause": ("pause", "resume"),

@@ -18,6 +18,7 @@ from ..core.durations import parse_duration
 from ..core.errors import EmptyClaim, InvalidInput
 from ..core.exitcodes import ExitCode
 from . import output as render
+from . import pipeline
 from .boundary import boundary, say
 from .connection import session
 from .options import (
@@ -35,7 +36,7 @@ from .options import (
 from .output import Format
 
 if TYPE_CHECKING:  # the start-up rule: no psycopg (core.queue) at the top of a command module
-    from ..core.queue import IdResult
+    from ..core.queue import IdResult, Queue
 
 # Registered by `main.build_app`, in the order `pgq --help` lists them.
 commands = typer.Typer()
@@ -192,7 +193,13 @@ def peek(
         render.messages(q.peek(queue=queue, limit=limit, state=state), fmt, title=queue)
 
 
-MsgIdsArg = Annotated[list[int], typer.Argument(help="Message ids.", show_default=False)]
+MsgIdsArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Message ids, or - to read `claim --json` lines from stdin (each with its lease).",
+        show_default=False,
+    ),
+]
 
 
 @commands.command()
@@ -207,21 +214,31 @@ def ack(
 
     stdout lists the ids acked (--json: one {"msg_id", "result"} per id given, result
     acked, unknown, stale_lease or not_leased); each id not acked gets a line on stderr
-    saying what happened to it, and the exit code is 3.
+    saying what happened to it, and the exit code is 3. `pgq claim --json | ... | pgq ack -`
+    acks each claimed message with its own lease.
     """
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
-        checks.check_ids(msg_ids)
+        ids = pipeline.parse_ids(msg_ids, lease)
         checks.check_lease(lease)
+        claimed = pipeline.read_claimed(sys.stdin) if ids is None else []
     with session("ack", dsn, schema) as q:
-        results = q.ack_each(msg_ids, lease=lease)
+        if ids is None:  # each stdin line with its own lease
+            results = [r for m in claimed for r in q.ack_each([m.msg_id], lease=m.lease)]
+        else:
+            results = q.ack_each(ids, lease=lease)
     _report_each(results, fmt)
 
 
 @commands.command()
 def requeue(
     msg_ids: Annotated[
-        list[int] | None, typer.Argument(help="Message ids.", show_default=False)
+        list[str] | None,
+        typer.Argument(
+            help="Message ids, or - to read `claim --json` lines from stdin (each with its "
+            "lease).",
+            show_default=False,
+        ),
     ] = None,
     lease: LeaseOpt = None,
     delay: Annotated[
@@ -283,11 +300,15 @@ def requeue(
             raise InvalidInput("--verbose goes with --expired")
         if queue is not None:
             checks.check_queue(queue)
+        ids: list[int] | None = []
+        claimed: list[pipeline.Leased] = []
         if msg_ids:
-            checks.check_ids(msg_ids)
+            ids = pipeline.parse_ids(msg_ids, lease)
             checks.check_lease(lease)
             checks.check_seconds(delay, "delay")
         age = _check_redrive(dead, older_than, limit, all_dead, has_queue=queue is not None)
+        if ids is None:
+            claimed = pipeline.read_claimed(sys.stdin)
     with session("requeue", dsn, schema) as q:
         if expired:
             count = q.requeue_expired(queue=queue)
@@ -302,8 +323,25 @@ def requeue(
             elif fmt is Format.json:
                 render.one({"redriven": 0}, fmt)  # a result, even when there was nothing
             return
-        assert msg_ids
-        results = q.requeue_each(msg_ids, lease=lease, delay=delay)
+        _requeue_messages(q, ids, claimed, lease=lease, delay=delay, fmt=fmt)
+
+
+def _requeue_messages(
+    q: Queue,
+    ids: list[int] | None,
+    claimed: list[pipeline.Leased],
+    *,
+    lease: str | None,
+    delay: float,
+    fmt: Format,
+) -> None:
+    """`requeue ID...` (ids), or `requeue -` (ids None: each claimed line with its lease)."""
+    if ids is None:
+        results = [
+            r for m in claimed for r in q.requeue_each([m.msg_id], lease=m.lease, delay=delay)
+        ]
+    else:
+        results = q.requeue_each(ids, lease=lease, delay=delay)
     went_dead = [r.msg_id for r in results if r.done and r.state == "dead"]
     if went_dead:
         say(

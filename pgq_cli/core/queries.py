@@ -102,7 +102,7 @@ WHERE m.msg_id = due.msg_id
 #   paused queue short-circuits to nothing, and a paused band raises the priority floor of
 #   the same index range scan.
 # Without a lock clause, so that `pgq doctor` can EXPLAIN the claim's scan as a monitor
-# role (FOR UPDATE needs the UPDATE privilege even under EXPLAIN); CLAIM adds the lock.
+# role (FOR UPDATE needs the UPDATE privilege even under EXPLAIN); CLAIM_LOCK adds the lock.
 CLAIM_CANDIDATES: LiteralString = """
     SELECT msg_id
     FROM {messages}
@@ -131,13 +131,19 @@ CLAIM_CANDIDATES: LiteralString = """
 #   in tests/test_concurrency.py forces that plan).
 # - SKIP LOCKED: concurrent claimers take disjoint rows instead of queueing on each other.
 # - RETURNING order is unspecified: the caller re-sorts by (priority DESC, msg_id).
-CLAIM: LiteralString = (
-    """
-WITH locked AS ("""
+# The claim is built from named pieces, so that the fused consumer loop (FUSED_ACK_CLAIM)
+# claims with exactly the same candidate walk, lock, lease update and returned columns:
+# CLAIM_LOCKED is the `locked` CTE, CLAIM_LEASE the UPDATE that leases its rows.
+CLAIM_LOCKED: LiteralString = (
+    """locked AS ("""
     + CLAIM_CANDIDATES
     + """
     FOR UPDATE SKIP LOCKED
+)"""
 )
+
+# Message columns in MESSAGE_COLUMNS order, for `Message(*row)`.
+CLAIM_LEASE: LiteralString = """
 UPDATE {messages} AS m
 SET state = 'leased',
     vt = now() + make_interval(secs => %(vt)s),
@@ -148,7 +154,8 @@ WHERE m.msg_id = locked.msg_id
 RETURNING m.msg_id, m.queue, m.priority, m.state, m.vt, m.read_ct, m.enqueued_at,
           m.lease, m.payload
 """
-)
+
+CLAIM: LiteralString = "WITH " + CLAIM_LOCKED + CLAIM_LEASE
 
 # What a state looks like from outside, without writing: a leased row past its vt is
 # 'expired' (the next claim returns it), a delayed row past its vt is already 'ready'.
@@ -493,3 +500,90 @@ FROM {messages}
 WHERE """
     + _PURGE_FILTER
 )
+
+# ----------------------------------------------------------------------------- consumer loop
+
+# Queue.work's one statement per batch: acknowledge what the last batch finished and claim
+# the next batch, in one round trip and one commit.
+# - The ack is fenced per message: a row is deleted only while the lease token this worker
+#   was given is still its lease, so a message whose lease ran out and was claimed by
+#   someone else is left alone (and a resent ack after a lost connection deletes nothing
+#   twice).
+# - The acked rows are leased, never ready, so the claim's candidates (a snapshot taken
+#   before the delete) cannot include them.
+# - `(SELECT 1) LEFT JOIN claimed` returns one row even when nothing was claimed, so the
+#   acked ids always come back; claimed columns are NULL in that row.
+# - %(qty)s = 0 acks without claiming (the loop's last statement).
+FUSED_ACK_CLAIM: LiteralString = (
+    """
+WITH acked AS (
+    DELETE FROM {messages} AS m
+    USING unnest(%(ack_ids)s::bigint[], %(ack_leases)s::uuid[]) AS a(msg_id, lease)
+    WHERE m.msg_id = a.msg_id
+      AND m.lease = a.lease
+    RETURNING m.msg_id
+),
+"""
+    + CLAIM_LOCKED
+    + """,
+claimed AS ("""
+    + CLAIM_LEASE
+    + """)
+SELECT (SELECT array_agg(msg_id) FROM acked) AS acked, claimed.*
+FROM (SELECT 1) AS one
+LEFT JOIN claimed ON true
+"""
+)
+
+# Messages a worker gives back, each with its own lease as the fence and its own outcome:
+# - 'retry': ready again after %(delays)s seconds (delayed when > 0); a message that has had
+#   its queue's max_deliveries goes dead instead, as with REQUEUE.
+# - 'dead': dead at once (the handler rejected it).
+# - 'release': never handed to the handler (the worker stopped first): ready at once and
+#   read_ct back to what it was before this claim, so it does not count as a delivery.
+GIVE_BACK: LiteralString = """
+WITH settings AS (
+    SELECT max_deliveries FROM {queues} WHERE queue = %(queue)s
+),
+given AS (
+    SELECT g.msg_id,
+           g.lease,
+           g.delay,
+           g.outcome = 'dead'
+               OR (g.outcome = 'retry'
+                   AND m.read_ct >= (SELECT max_deliveries FROM settings)) AS dies,
+           g.outcome = 'release' AS released
+    FROM unnest(%(ids)s::bigint[], %(leases)s::uuid[], %(outcomes)s::text[],
+                %(delays)s::float8[]) AS g(msg_id, lease, outcome, delay)
+    JOIN {messages} AS m ON m.msg_id = g.msg_id
+)
+UPDATE {messages} AS m
+SET state = CASE
+        WHEN given.dies THEN 'dead'
+        WHEN given.delay > 0 THEN 'delayed'
+        ELSE 'ready'
+    END,
+    vt = CASE
+        WHEN given.dies THEN now()
+        ELSE now() + make_interval(secs => given.delay)
+    END,
+    read_ct = CASE WHEN given.released THEN greatest(m.read_ct - 1, 0) ELSE m.read_ct END,
+    lease = NULL
+FROM given
+WHERE m.msg_id = given.msg_id
+  AND m.state = 'leased'
+  AND m.lease = given.lease
+RETURNING m.msg_id, m.state
+"""
+
+# The worker's heartbeat: every message it holds gets its lease moved to %(vt)s from now,
+# while the token it was given is still the lease (a lost lease stays lost).
+EXTEND_HELD: LiteralString = """
+UPDATE {messages} AS m
+SET vt = now() + make_interval(secs => %(vt)s)
+FROM unnest(%(ids)s::bigint[], %(leases)s::uuid[]) AS h(msg_id, lease)
+WHERE m.msg_id = h.msg_id
+  AND m.state = 'leased'
+  AND m.lease = h.lease
+RETURNING m.msg_id
+"""

@@ -13,6 +13,7 @@ lease at once, and the consumer works with nothing held open.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -374,7 +375,7 @@ class Queue:
             wait=wait,
             poll=poll,
             attempt=lambda: self._claim_once(params),
-            next_due_s=lambda: self._next_due_s(queue),
+            next_due_s=lambda: self.next_due_s(queue),
         )
 
     def _claim_once(self, params: dict[str, Any]) -> list[Message]:
@@ -384,7 +385,7 @@ class Queue:
                 cur.execute(self.compose(queries.CLAIM), params)
             return _sort_claim_order(self._messages(cur))
 
-    def _next_due_s(self, queue: str) -> float | None:
+    def next_due_s(self, queue: str) -> float | None:
         """Seconds until the queue's next leased/delayed message comes due (None: none)."""
         with translated():
             row = self.conn.execute(self.compose(queries.NEXT_DUE), {"queue": queue}).fetchone()
@@ -624,6 +625,72 @@ class Queue:
             stopped_early,
             clock() - started,
         )
+
+    # -- work --------------------------------------------------------------------------
+
+    def work(
+        self,
+        handler: Callable[[Message], object],
+        *,
+        queue: str,
+        qty: int = 1,
+        vt: float = DEFAULT_VT_S,
+        concurrency: int = 1,
+        wait: float | None = None,
+        until_empty: bool = False,
+        max_messages: int | None = None,
+        max_runtime: float | None = None,
+        stop: threading.Event | None = None,
+        connect: Callable[[], psycopg.Connection[Any]] | None = None,
+        backoff: Callable[[int], float] | None = None,
+        reconnect_timeout: float | None = None,
+    ) -> int:
+        """Consume `queue`: call `handler(message)` for each message; return how many were acked.
+
+        Claims up to `qty` messages at a time (leased for `vt` seconds) and runs the
+        handler on them, on `concurrency` threads. When a batch is done, its acks travel
+        in the statement that claims the next batch: one round trip and one commit per
+        batch, each ack fenced by the message's lease token.
+
+        The handler's outcome decides what becomes of the message: returning acks it;
+        `worker.Retry(delay=…)` puts it back after `delay` seconds; `worker.Reject()`
+        dead-letters it at once; any other exception puts it back after
+        `backoff(read_ct)` seconds (default min(2^(read_ct-1), 300)). The queue's
+        max_deliveries applies: a message given back after its last delivery goes dead.
+
+        Every message held (running, waiting in the batch, or waiting for its ack) has
+        its lease extended every vt/3 seconds by a heartbeat thread.
+
+        Stops claiming when `stop` is set, after `max_messages` messages, after
+        `max_runtime` seconds, or with `until_empty` once nothing is claimable (for
+        `wait` seconds, when given). Work in progress then finishes and is acked;
+        messages of the batch not yet started are given back at once, their read_ct as
+        before. Between empty claims it sleeps on LISTEN/NOTIFY for up to `wait`
+        seconds (1 s when not given).
+
+        With `connect` (returns a new connection), a lost connection is replaced, with
+        back-off, for up to `reconnect_timeout` seconds (None: until stopped); acks whose
+        outcome was lost are resent, fenced. Without it, a lost connection raises
+        ConnectFailed. Installs no signal handlers: set `stop` from yours.
+        """
+        from .worker import Worker  # the worker builds on this module
+
+        return Worker(
+            self,
+            handler,
+            queue=queue,
+            qty=qty,
+            vt=vt,
+            concurrency=concurrency,
+            wait=wait,
+            until_empty=until_empty,
+            max_messages=max_messages,
+            max_runtime=max_runtime,
+            stop=stop,
+            connect=connect,
+            backoff=backoff,
+            reconnect_timeout=reconnect_timeout,
+        ).run()
 
     # -- stats -------------------------------------------------------------------------
 

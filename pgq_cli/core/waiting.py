@@ -68,7 +68,7 @@ def claim_until(
             until_due = float("inf") if due is None else max(due + PAST_DUE_S, MIN_SLEEP_S)
             timeout = min(remaining, poll, until_due)
             if listened is not None:
-                _sleep_until_woken(conn, queue, timeout)
+                sleep_until_woken(conn, queue, timeout)
             else:
                 time.sleep(max(timeout, MIN_SLEEP_S))
     finally:
@@ -77,10 +77,14 @@ def claim_until(
                 conn.execute(sql.SQL("UNLISTEN {}").format(listened))
 
 
-def _sleep_until_woken(conn: psycopg.Connection[Any], queue: str, timeout: float) -> None:
-    """Block until a NOTIFY for `queue` arrives or `timeout` seconds pass."""
+def sleep_until_woken(conn: psycopg.Connection[Any], queue: str, timeout: float) -> bool:
+    """Block until a NOTIFY for `queue` arrives (True) or `timeout` seconds pass (False).
+
+    The connection must LISTEN on the queue's channel already (also used by the consumer
+    loop, core/worker.py)."""
     timeout = max(timeout, MIN_SLEEP_S)
     with translated():
         for notify in conn.notifies(timeout=timeout):
             if notify.payload == queue:
-                return
+                return True
+    return False

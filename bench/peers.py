@@ -1,20 +1,30 @@
-"""pgq beside PgQueuer and a raw-SQL ceiling: the same claim+ack workload, same server, same run.
+"""pgq beside the seed design, its own SQL in a bare loop, and PgQueuer: one claim+ack
+workload, same server, same run.
 
-    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/pip install -e '.[test,bench]'
     .venv/bin/python bench/peers.py --dsn postgresql://postgres@127.0.0.1:5432/postgres
 
-For each (consumers, qty) in {1, 4} x {1, 50}: enqueue N messages of mixed priority
-(untimed), then the consumers claim and ack until the queue is drained; msgs/s is N over
-the wall time of the drain. The three systems take turns within each round (order rotated
-per round) and the median of the rounds is reported, so a noisy neighbour hits all three.
+For each (consumers, qty) in {1, 4} x {1, 50}, each round: every system gets N messages of
+priorities 1..10 (same payloads, untimed), its table is VACUUMed (ANALYZE included; the
+:5432 server of the bench runs has autovacuum off, so nothing else would), then its
+consumers claim and ack until the queue is drained; msg/s is N over the wall time of the
+drain. The systems take turns within each round, the order rotated by one per round, so a
+noisy neighbour hits all of them. Reported: the median of the rounds with the lowest and
+highest round beside it, and the ratios pgq / seed and pgq / PgQueuer.
 
-- pgq: the library API, `Queue.claim` + `Queue.ack`, one thread and connection per consumer.
-- PgQueuer: its own `Queries.dequeue` + `Queries.log_jobs(..., "successful")` (its claim
-  and its ack, which deletes the job and writes its log row), one asyncio task and
-  connection per consumer, as PgQueuer runs. No handler, no QueueManager poll loop.
-- ceiling: pgq's own claim statements (return-due + claim, pipelined) and the ack DELETE,
-  sent from a bare psycopg loop: tuple rows, no validation, no dataclasses. What pgq's
-  SQL costs with no library around it.
+- pgq: the library, `Queue.claim` + `Queue.ack`, one thread and connection per consumer.
+- pgq-sql: the statements `Queue.claim` and `Queue.ack` send (queries.CLAIM_UNLESS_DUE,
+  and RETURN_DUE + CLAIM pipelined when that finds nothing; queries.ACK), from a bare
+  psycopg loop with tuple rows and no validation: what pgq's SQL costs with no library
+  around it.
+- seed: the design pgq grew from (`pgq_cli.bench.schema`, the same one `pgq bench
+  --compare-naive` runs): no state column, a `(queue_name, priority DESC, msg_id)` index,
+  `vt <= now()` as a row filter, the CTE claim with FOR UPDATE SKIP LOCKED and a DELETE ack.
+  It has no leases to fence, no dead letters, no pause, and its claim slows down with the
+  in-flight backlog (`pgq bench --compare-naive`); here the backlog is empty, its best case.
+- PgQueuer (PyPI `pgqueuer`): its `Queries.dequeue` + `Queries.log_jobs(..., "successful")`
+  (its claim, and its ack: delete plus a log row), one asyncio task and connection per
+  consumer. No QueueManager poll loop or handler, so its sleep machinery is not measured.
 
 Everything lives in scratch schemas that are dropped at the end.
 """
@@ -32,20 +42,22 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
 
+from pgq_cli.bench import schema as bench_sql
 from pgq_cli.core import migrate, queries
 from pgq_cli.core.queue import RETURN_DUE_BATCH, Queue
 
 QUEUE = "peers"
 VT_S = 300.0
+SHAPES = ((1, 1), (1, 50), (4, 1), (4, 50))
 
 
 def _payloads(n: int) -> list[tuple[int, str]]:
-    """(priority, payload): mixed priorities 1..10."""
+    """(priority, payload): mixed priorities 1..10, the same for every system."""
     return [(1 + i % 10, json.dumps({"n": i})) for i in range(n)]
 
 
@@ -73,6 +85,15 @@ def _drain_threads(consumers: int, work: Callable[[], int]) -> float:
     return time.perf_counter() - started
 
 
+def _vacuum(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
+    conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(schema, table)))
+
+
+def _drop(dsn: str, schema: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
 class Pgq:
     name = "pgq"
 
@@ -90,8 +111,7 @@ class Pgq:
             q = Queue(conn, self.schema)
             for priority, payloads in by_priority.items():
                 q.send_many(payloads, queue=QUEUE, priority=priority)
-            conn.execute(sql.SQL("VACUUM ANALYZE {}").format(
-                sql.Identifier(self.schema, "messages")))
+            _vacuum(conn, self.schema, "messages")
 
     def _consumer(self, qty: int) -> int:
         done = 0
@@ -106,36 +126,92 @@ class Pgq:
         return _drain_threads(consumers, lambda: self._consumer(qty))
 
     def close(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(self.schema)))
+        _drop(self.dsn, self.schema)
 
 
-class Ceiling(Pgq):
-    """pgq's statements with no library: the most pgq's SQL can do from Python."""
+class PgqSql(Pgq):
+    """pgq's own statements with no library: the most pgq's SQL can do from Python."""
 
-    name = "ceiling"
+    name = "pgq-sql"
 
     def _consumer(self, qty: int) -> int:
-        def q(template: Any) -> sql.Composed:
-            return sql.SQL(template).format(
-                messages=sql.Identifier(self.schema, "messages"),
-                queues=sql.Identifier(self.schema, "queues"),
+        def q(template: LiteralString) -> bytes:
+            return (
+                sql.SQL(template)
+                .format(
+                    messages=sql.Identifier(self.schema, "messages"),
+                    queues=sql.Identifier(self.schema, "queues"),
+                )
+                .as_bytes(None)
             )
 
-        return_due, claim, ack = q(queries.RETURN_DUE), q(queries.CLAIM), q(queries.ACK)
+        # What Queue.claim sends: the guarded claim; on nothing, return-due + claim.
+        claim_unless_due, return_due = q(queries.CLAIM_UNLESS_DUE), q(queries.RETURN_DUE)
+        claim, ack = q(queries.CLAIM), q(queries.ACK)
         params = {"queue": QUEUE, "qty": qty, "vt": VT_S, "min_priority": 1,
                   "max_priority": 10, "batch": max(qty, RETURN_DUE_BATCH)}
+        ack_params: dict[str, Any] = {"lease": None}
         done = 0
         with psycopg.connect(self.dsn, autocommit=True) as conn, conn.cursor() as cur:
             while True:
-                with conn.pipeline():
-                    conn.execute(return_due, params)
-                    cur.execute(claim, params)
-                ids = [row[0] for row in cur.fetchall()]
+                ids = [row[0] for row in cur.execute(claim_unless_due, params).fetchall()]
+                if not ids:
+                    with conn.pipeline():
+                        conn.execute(return_due, params)
+                        cur.execute(claim, params)
+                    ids = [row[0] for row in cur.fetchall()]
                 if not ids:
                     return done
-                conn.execute(ack, {"ids": ids, "lease": None})
+                ack_params["ids"] = ids
+                cur.execute(ack, ack_params)
                 done += len(ids)
+
+
+class Seed:
+    """The seed design (`pgq_cli.bench.schema`, NAIVE_*): vt filter, CTE claim, DELETE ack."""
+
+    name = "seed"
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.schema = f"pgq_bench_peers_seed_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
+            conn.execute(self._q(bench_sql.CREATE_NAIVE))
+            conn.execute(self._q(bench_sql.CREATE_NAIVE_INDEX))
+
+    def _q(self, template: LiteralString) -> sql.Composed:
+        return sql.SQL(template).format(naive=sql.Identifier(self.schema, "naive_messages"))
+
+    def fill(self, n: int) -> None:
+        copy_in = sql.SQL("COPY {} (queue_name, priority, message) FROM STDIN").format(
+            sql.Identifier(self.schema, "naive_messages")
+        )
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(copy_in) as copy:
+                for priority, payload in _payloads(n):
+                    copy.write_row((QUEUE, priority, payload))
+            _vacuum(conn, self.schema, "naive_messages")
+
+    def _consumer(self, qty: int) -> int:
+        claim, ack = self._q(bench_sql.NAIVE_CLAIM), self._q(bench_sql.NAIVE_ACK)
+        params = {"queue": QUEUE, "qty": qty, "vt": VT_S}
+        ack_params: dict[str, Any] = {}
+        done = 0
+        with psycopg.connect(self.dsn, autocommit=True) as conn, conn.cursor() as cur:
+            while True:
+                ids = [row[0] for row in cur.execute(claim, params).fetchall()]
+                if not ids:
+                    return done
+                ack_params["ids"] = ids
+                cur.execute(ack, ack_params)
+                done += len(ids)
+
+    def drain(self, consumers: int, qty: int) -> float:
+        return _drain_threads(consumers, lambda: self._consumer(qty))
+
+    def close(self) -> None:
+        _drop(self.dsn, self.schema)
 
 
 class PgQueuer:
@@ -164,7 +240,11 @@ class PgQueuer:
                 await (await self._queries(conn)).enqueue(
                     [QUEUE] * n, [p.encode() for _, p in items], [pr for pr, _ in items]
                 )
-                await conn.execute(f'VACUUM ANALYZE "{self.schema}".pgqueuer')
+                await conn.execute(
+                    sql.SQL("VACUUM (ANALYZE) {}").format(
+                        sql.Identifier(self.schema, "pgqueuer")
+                    )
+                )
 
         asyncio.run(fill())
 
@@ -197,55 +277,101 @@ class PgQueuer:
         return asyncio.run(drain())
 
     def close(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(self.schema)))
+        _drop(self.dsn, self.schema)
+
+
+SYSTEMS: dict[str, Callable[[str], Any]] = {
+    "pgq": Pgq,
+    "pgq-sql": PgqSql,
+    "seed": Seed,
+    "pgqueuer": PgQueuer,
+}
+
+
+def _spread(rates: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(rates), 1),
+        "min": round(min(rates), 1),
+        "max": round(max(rates), 1),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn", default=os.environ.get("PGQ_DSN", ""), help="server to use")
-    parser.add_argument("--messages", type=int, default=5000, help="messages per drain")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (median is reported)")
+    parser.add_argument("--messages", type=int, default=2000,
+                        help="messages per drain at qty 1")
+    parser.add_argument("--batch-messages", type=int, default=0,
+                        help="messages per drain at qty > 1 (default: 10 x --messages, so "
+                        "that a drain is not over in a few dozen claims)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (median is reported)")
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated subset of {','.join(SYSTEMS)} (pgq and seed are always run)",
+    )
+    parser.add_argument(
+        "--shapes",
+        default=",".join(f"{c}x{q}" for c, q in SHAPES),
+        help="comma-separated CONSUMERSxQTY, e.g. 1x1,4x50",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args()
     if not args.dsn:
         parser.error("give --dsn or PGQ_DSN")
-    systems: list[Any] = [Pgq(args.dsn), PgQueuer(args.dsn), Ceiling(args.dsn)]
+    wanted = {"pgq", "seed", *args.systems.split(",")}
+    unknown = wanted - set(SYSTEMS)
+    if unknown:
+        parser.error(f"unknown system {sorted(unknown)}")
+    shapes = [tuple(int(part) for part in shape.split("x")) for shape in args.shapes.split(",")]
+    batch_messages = args.batch_messages or 10 * args.messages
+    systems: list[Any] = []
     results: list[dict[str, Any]] = []
     try:
-        for consumers in (1, 4):
-            for qty in (1, 50):
-                rates: dict[str, list[float]] = {s.name: [] for s in systems}
-                for round_ in range(args.rounds):
-                    turn = systems[round_ % 3 :] + systems[: round_ % 3]
-                    for system in turn:
-                        system.fill(args.messages)
-                        seconds = system.drain(consumers, qty)
-                        rates[system.name].append(args.messages / seconds)
-                        print(f"consumers={consumers} qty={qty} round={round_} "
-                              f"{system.name}: {args.messages / seconds:,.0f} msg/s",
-                              file=sys.stderr)
-                median = {name: statistics.median(r) for name, r in rates.items()}
-                results.append({
-                    "consumers": consumers,
-                    "qty": qty,
-                    "msgs_per_s": {k: round(v, 1) for k, v in median.items()},
-                    "pgq_over_pgqueuer": round(median["pgq"] / median["pgqueuer"], 3),
-                    "pgq_over_ceiling": round(median["pgq"] / median["ceiling"], 3),
-                })
+        for name, make in SYSTEMS.items():
+            if name in wanted:
+                systems.append(make(args.dsn))
+        for consumers, qty in shapes:
+            messages = args.messages if qty == 1 else batch_messages
+            rates: dict[str, list[float]] = {s.name: [] for s in systems}
+            for round_ in range(args.rounds):
+                shift = round_ % len(systems)
+                for system in systems[shift:] + systems[:shift]:
+                    system.fill(messages)
+                    rate = messages / system.drain(consumers, qty)
+                    rates[system.name].append(rate)
+                    print(f"consumers={consumers} qty={qty} round={round_} "
+                          f"{system.name}: {rate:,.0f} msg/s", file=sys.stderr)
+            median = {name: statistics.median(r) for name, r in rates.items()}
+            results.append({
+                "consumers": consumers,
+                "qty": qty,
+                "messages": messages,
+                "msgs_per_s": {name: _spread(r) for name, r in rates.items()},
+                "pgq_over_seed": round(median["pgq"] / median["seed"], 3),
+                **({"pgq_over_pgqueuer": round(median["pgq"] / median["pgqueuer"], 3)}
+                   if "pgqueuer" in median else {}),
+            })
     finally:
         for system in systems:
             system.close()
     if args.json:
-        print(json.dumps({"messages": args.messages, "rounds": args.rounds, "results": results}))
+        print(json.dumps({"rounds": args.rounds, "results": results}))
         return 0
-    print(f"{'consumers':>9} {'qty':>4} {'pgq':>10} {'pgqueuer':>10} {'ceiling':>10} "
-          f"{'pgq/pgqueuer':>13} {'pgq/ceiling':>12}")
+    names = [s.name for s in systems]
+    print(f"msg/s, median [min-max] of {args.rounds} rounds; messages a drain: "
+          f"{args.messages} at qty 1, {batch_messages} at qty > 1")
+    print(f"{'consumers':>9} {'qty':>4} " + " ".join(f"{n:>22}" for n in names)
+          + f" {'pgq/seed':>9} {'pgq/pgqueuer':>13}")
     for r in results:
-        m = r["msgs_per_s"]
-        print(f"{r['consumers']:>9} {r['qty']:>4} {m['pgq']:>10,.0f} {m['pgqueuer']:>10,.0f} "
-              f"{m['ceiling']:>10,.0f} {r['pgq_over_pgqueuer']:>13.2f} "
-              f"{r['pgq_over_ceiling']:>12.2f}")
+        cells = []
+        for n in names:
+            s = r["msgs_per_s"][n]
+            cells.append(f"{s['median']:>8,.0f} [{s['min']:,.0f}-{s['max']:,.0f}]".rjust(22))
+        over_pgqueuer = r.get("pgq_over_pgqueuer")
+        print(f"{r['consumers']:>9} {r['qty']:>4} " + " ".join(cells)
+              + f" {r['pgq_over_seed']:>9.2f} "
+              + (f"{over_pgqueuer:>13.2f}" if over_pgqueuer is not None else f"{'-':>13}"))
     return 0
 
 

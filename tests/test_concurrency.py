@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -240,3 +241,52 @@ def test_mass_expiry_is_returned_in_bounded_batches(
     assert len(rest) == 33
     assert counts() == (0, 0)
     assert {m.read_ct for m in first + second + rest} == {2}
+
+
+BIG_READY_BACKLOG = 200_000
+
+
+def test_due_work_comes_back_within_a_second_of_its_vt_behind_a_large_ready_backlog(
+    db_dsn: str, conn: psycopg.Connection[Any], q: Queue
+) -> None:
+    """No daemon, and no waiting behind ready work: an expired priority-10 lease and a
+    priority-10 delayed message are handed out by ordinary claims (of one message each, by
+    a consumer busy with 200,000 ready priority-1 messages) at most 1 s after their vt.
+
+    Times are the server's: when the consumer's claim leased it is its new vt minus the
+    lease length."""
+    conn.execute(
+        "INSERT INTO pgq.messages (queue, priority, payload)"
+        " SELECT 'big', 1, jsonb_build_object('n', g) FROM generate_series(1, %s) AS g",
+        (BIG_READY_BACKLOG,),
+    )
+    conn.execute("VACUUM (ANALYZE) pgq.messages")
+    urgent = q.send('{"urgent": "lease"}', queue="big", priority=10)
+    (leased,) = q.claim(queue="big", vt=0.5)
+    assert leased.msg_id == urgent
+    delayed = q.send('{"urgent": "delayed"}', queue="big", priority=10, delay=0.5)
+    row = conn.execute("SELECT vt FROM pgq.messages WHERE msg_id = %s", (delayed,)).fetchone()
+    assert row is not None
+    due_at = {urgent: leased.vt, delayed: row[0]}
+
+    lease_s = 60.0
+    handed_out: dict[int, core.Message] = {}
+    ready_claims = 0
+    with psycopg.connect(db_dsn, autocommit=True) as consumer_conn:
+        consumer = Queue(consumer_conn)
+        deadline = time.monotonic() + 20
+        while len(handed_out) < 2 and time.monotonic() < deadline:
+            for message in consumer.claim(queue="big", qty=1, vt=lease_s):
+                if message.priority == 10:
+                    handed_out[message.msg_id] = message
+                else:
+                    ready_claims += 1
+                    consumer.ack([message.msg_id], lease=message.lease)
+    assert set(handed_out) == {urgent, delayed}
+    assert ready_claims > 0, "the consumer was claiming ready work meanwhile"
+    for msg_id, message in handed_out.items():
+        claimed_at = message.vt - timedelta(seconds=lease_s)
+        late = (claimed_at - due_at[msg_id]).total_seconds()
+        assert 0 <= late <= 1.0, (msg_id, late)
+    assert handed_out[urgent].read_ct == 2
+    assert handed_out[delayed].read_ct == 1

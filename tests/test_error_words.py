@@ -141,7 +141,14 @@ def test_send_file_parses_each_line_as_json_once(
         parsed.append(text)
         return json.loads(text, **kwargs)
 
+    decoder = checks._PAYLOAD_DECODER  # the check parses with one shared decoder
+
+    def counting_decode(text: str) -> Any:
+        parsed.append(text)
+        return decoder.decode(text)
+
     monkeypatch.setattr(checks, "json", SimpleNamespace(loads=counting_loads, dumps=json.dumps))
+    monkeypatch.setattr(checks, "_PAYLOAD_DECODER", SimpleNamespace(decode=counting_decode))
     lines = ['{"n": 1}', '{"n": 2}', '{"n": 3}']
     path = tmp_path / "batch.ndjson"
     path.write_text("\n".join(lines) + "\n")

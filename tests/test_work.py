@@ -425,7 +425,7 @@ def test_reconnect_timeout_gives_up_with_connect_failed(q: Queue, other: Any) ->
 
 
 def test_fused_statement_is_built_from_the_claims_own_pieces() -> None:
-    for piece in (queries.CLAIM_LOCKED, queries.CLAIM_LEASE):
+    for piece in (queries.CLAIM_LOCKED, queries.LEASE_LOCKED):
         assert piece in queries.FUSED_ACK_CLAIM and piece in queries.CLAIM
     assert queries.CLAIM_CANDIDATES in queries.CLAIM_LOCKED
 

@@ -295,7 +295,8 @@ class PgqDesign(Design):
             conn.execute(self.q(bench_sql.ADD_READY), {"queue": queue, "count": n - have})
 
     def explain(self, conn: psycopg.Connection[Any], queue: str, qty: int) -> str:
-        # The claim's own statements (queries.RETURN_DUE then queries.CLAIM), not copies.
+        # The claim's own statements, not copies: the one it sends when nothing is due, and
+        # the two it sends when something is (queries.RETURN_DUE then queries.CLAIM).
         params = {
             "queue": queue,
             "qty": qty,
@@ -304,9 +305,13 @@ class PgqDesign(Design):
             "min_priority": MIN_PRIORITY,
             "max_priority": MAX_PRIORITY,
         }
+        fast = _explain(conn, self.q(queries.CLAIM_UNLESS_DUE), params)
         due = _explain(conn, self.q(queries.RETURN_DUE), params)
         claim = _explain(conn, self.q(queries.CLAIM), params)
-        return f"-- step 1: return due work\n{due}\n-- step 2: claim\n{claim}"
+        return (
+            f"-- nothing due: claim in one statement\n{fast}\n"
+            f"-- something due, step 1: return due work\n{due}\n-- step 2: claim\n{claim}"
+        )
 
     def table(self) -> str:
         return f"{self.schema}.messages"

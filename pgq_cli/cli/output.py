@@ -131,8 +131,8 @@ def ids(msg_ids: Sequence[int], fmt: Format) -> None:
     if fmt is Format.json:
         _json_lines({"msg_id": i} for i in msg_ids)
     else:
-        for i in msg_ids:
-            _out(str(i))
+        # One write: `pgq send -f` of 100,000 lines prints 100,000 ids.
+        sys.stdout.write("".join(f"{i}\n" for i in msg_ids))
 
 
 def id_results(results: Sequence[IdResult], fmt: Format) -> None:

@@ -220,24 +220,50 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _ExponentNumber(Exception):
+    """A number written with an exponent: its stored form may be far longer (1e300)."""
+
+
+def _float_without_exponent(text: str) -> float:
+    if "e" in text or "E" in text:
+        raise _ExponentNumber
+    return float(text)
+
+
+# One decoder for every payload (json.loads with any option builds a new one per call).
+_PAYLOAD_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_float=_float_without_exponent
+)
+
+
 def check_payload(text: str, where: str = "payload") -> CheckedPayload:
     """Validate JSON text before any SQL; return it unchanged (numbers keep their digits).
 
-    Text that this check already accepted (a `CheckedPayload`) is not parsed again.
+    Text that this check already accepted (a `CheckedPayload`) is not parsed again. Parsed
+    once; the stored size (jsonb's text form, which the database CHECKs) is computed only
+    when it could pass the cap: jsonb's form adds at most one space per separator and never
+    lengthens a string, so without an exponent it is at most twice the input's size.
     """
     if isinstance(text, CheckedPayload):
         return text
+    exponent = False
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        try:
+            value = _PAYLOAD_DECODER.decode(text)
+        except _ExponentNumber:
+            exponent = True
+            value = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise BadPayload(f"{where} is not valid JSON: {str(exc)[:120]}") from None
     if "\x00" in text or "\\u0000" in text:
         raise BadPayload(f"{where} contains a NUL character, which PostgreSQL cannot store")
-    # jsonb's text form is what the database CHECKs; json.dumps matches its spacing.
-    stored_size = len(json.dumps(value, ensure_ascii=False).encode())
-    if stored_size > MAX_PAYLOAD_BYTES:
-        raise BadPayload(
-            f"{where} is {stored_size} bytes; the limit is {MAX_PAYLOAD_BYTES} (1 MiB)",
-            hint="store large data elsewhere and send a reference to it",
-        )
+    input_size = len(text) if text.isascii() else len(text.encode())
+    if exponent or 2 * input_size > MAX_PAYLOAD_BYTES:
+        # json.dumps matches jsonb's spacing.
+        stored_size = len(json.dumps(value, ensure_ascii=False).encode())
+        if stored_size > MAX_PAYLOAD_BYTES:
+            raise BadPayload(
+                f"{where} is {stored_size} bytes; the limit is {MAX_PAYLOAD_BYTES} (1 MiB)",
+                hint="store large data elsewhere and send a reference to it",
+            )
     return CheckedPayload(text)

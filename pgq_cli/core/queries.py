@@ -29,20 +29,38 @@ RETURNING msg_id
 
 # Bulk send reserves ids first so that COPY (which returns nothing) can write them, and the
 # ids come back in input order: FIFO within a priority follows the file's line order.
+# One nextval per message (as an INSERT would take), but the ids travel back as a range
+# when they are contiguous (no other writer took one meanwhile, the usual case), and as an
+# array only when they are not. vt comes back as text, in this session's own format, so
+# COPY reads back the very same instant.
+# The sequence is looked up once (an InitPlan): `nextval(pg_get_serial_sequence(...))`
+# repeats the catalog lookup for every row, 90% of the statement's time at 100,000 rows.
 RESERVE_IDS: LiteralString = """
-SELECT nextval(pg_get_serial_sequence(%(table)s, 'msg_id'))
-FROM generate_series(1, %(count)s)
+WITH reserved AS (
+    SELECT nextval((SELECT pg_get_serial_sequence(%(table)s, 'msg_id')::regclass)) AS msg_id
+    FROM generate_series(1, %(count)s)
+)
+SELECT (now() + make_interval(secs => %(delay)s))::text AS vt,
+       min(msg_id) AS first_id,
+       max(msg_id) AS last_id,
+       CASE
+           WHEN max(msg_id) - min(msg_id) + 1 = count(*) THEN NULL
+           ELSE array_agg(msg_id ORDER BY msg_id)
+       END AS scattered_ids
+FROM reserved
 """
 
+# Text format: the caller escapes backslash, tab, newline and carriage return in payloads.
 COPY_IN: LiteralString = """
 COPY {messages} (msg_id, queue, priority, state, vt, payload)
 FROM STDIN
 """
 
-# Step 1 of a claim, sent in the same round trip as step 2 (pipeline): expired leases and
-# due delayed messages go back to ready. It has to be its own statement: rows changed by
-# a data-modifying CTE are invisible to its sibling CTEs (one snapshot), so a combined
-# statement would let an expired lease wait for one more claim.
+# Step 1 of a claim when something is due (see CLAIM_UNLESS_DUE), sent in the same round
+# trip as step 2 (pipeline): expired leases and due delayed messages go back to ready. It
+# has to be its own statement: rows changed by a data-modifying CTE are invisible to its
+# sibling CTEs (one snapshot), so a combined statement would let an expired lease wait for
+# one more claim.
 # Bounded: at most %(batch)s rows per claim, oldest first, so a mass expiry (a million
 # leases running out at once) costs each claim a bounded amount. SKIP LOCKED lets
 # concurrent claimers return disjoint sets.
@@ -96,54 +114,83 @@ FROM due
 WHERE m.msg_id = due.msg_id
 """
 
-# The claim's candidates: the first n claimable rows in claim order.
-# - Only ready rows are in messages_ready_idx, so in-flight work is never walked past.
-# - Pause: the two uncorrelated subqueries on {queues} run once per claim (InitPlans), a
-#   paused queue short-circuits to nothing, and a paused band raises the priority floor of
-#   the same index range scan.
-# Without a lock clause, so that `pgq doctor` can EXPLAIN the claim's scan as a monitor
-# role (FOR UPDATE needs the UPDATE privilege even under EXPLAIN); CLAIM_LOCK adds the lock.
-CLAIM_CANDIDATES: LiteralString = """
-    SELECT msg_id
-    FROM {messages}
-    WHERE queue = %(queue)s
+# ----------------------------------------------------------------------------- the claim
+# A claim is assembled from the named pieces below, so that every statement that claims
+# (CLAIM, CLAIM_UNLESS_DUE, and any statement that claims as part of something larger)
+# picks candidates, orders, locks and leases them the same way.
+
+# The lowest priority a claim may take given the queue's pause settings: 11 (above every
+# priority, so nothing) for a paused queue, the paused band's floor, or 1. One probe of the
+# small queues table's primary key, uncorrelated, so it runs once per claim (an InitPlan);
+# a queue with no settings row is not paused.
+CLAIM_PAUSE_FLOOR: LiteralString = """coalesce(
+          (SELECT CASE WHEN paused THEN 11 ELSE paused_below_priority END
+           FROM {queues}
+           WHERE queue = %(queue)s),
+          1
+      )"""
+
+# Which rows a claim may take: ready rows of the queue in the asked band, above the pause
+# floor. Only ready rows are in messages_ready_idx, so in-flight work is never walked past.
+CLAIM_CANDIDATE_FILTER: LiteralString = (
+    """queue = %(queue)s
       AND state = 'ready'
       AND priority BETWEEN %(min_priority)s AND %(max_priority)s
-      AND priority >= (
-          SELECT coalesce(max(paused_below_priority), 1)
-          FROM {queues}
-          WHERE queue = %(queue)s
-      )
-      AND NOT EXISTS (
-          SELECT 1
-          FROM {queues}
-          WHERE queue = %(queue)s
-            AND paused
-      )
+      AND priority >= """
+    + CLAIM_PAUSE_FLOOR
+)
+
+# Claim order and exactly-n: highest priority first, FIFO within a priority (the order of
+# messages_ready_idx), the first n.
+CLAIM_ORDER: LiteralString = """
     ORDER BY priority DESC, msg_id
     LIMIT %(qty)s"""
 
-# Step 2 of a claim. Lock exactly n candidates in a CTE, then update by joining it.
-# - The CTE holding FOR UPDATE is never inlined, so LIMIT is applied once. The tempting
-#   `UPDATE ... WHERE msg_id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` can be re-run
-#   per outer row when the planner puts it inside a nested loop, claiming far more than n
-#   (docs/design.md; test_forced_nested_loop_in_form_over_claims_while_the_claim_stays_exact
-#   in tests/test_concurrency.py forces that plan).
-# - SKIP LOCKED: concurrent claimers take disjoint rows instead of queueing on each other.
-# - RETURNING order is unspecified: the caller re-sorts by (priority DESC, msg_id).
-# The claim is built from named pieces, so that the fused consumer loop (FUSED_ACK_CLAIM)
-# claims with exactly the same candidate walk, lock, lease update and returned columns:
-# CLAIM_LOCKED is the `locked` CTE, CLAIM_LEASE the UPDATE that leases its rows.
-CLAIM_LOCKED: LiteralString = (
-    """locked AS ("""
-    + CLAIM_CANDIDATES
-    + """
-    FOR UPDATE SKIP LOCKED
-)"""
+# SKIP LOCKED: concurrent claimers take disjoint rows instead of queueing on each other.
+CLAIM_LOCK: LiteralString = """
+    FOR UPDATE SKIP LOCKED"""
+
+# The claim's candidates: the first n claimable rows in claim order.
+# Without a lock clause, so that `pgq doctor` can EXPLAIN the claim's scan as a monitor
+# role (FOR UPDATE needs the UPDATE privilege even under EXPLAIN); CLAIM adds the lock.
+CLAIM_CANDIDATES: LiteralString = (
+    """
+    SELECT msg_id
+    FROM {messages}
+    WHERE """
+    + CLAIM_CANDIDATE_FILTER
+    + CLAIM_ORDER
 )
 
-# Message columns in MESSAGE_COLUMNS order, for `Message(*row)`.
-CLAIM_LEASE: LiteralString = """
+# Nothing of the queue is due: no expired lease, no delayed message whose time has come.
+# min(vt) is the first entry of the queue's range of messages_due_idx (ordered by vt): one
+# index probe however many leased or delayed rows lie beyond now(). (An EXISTS with
+# `vt <= now()` lets the planner pick a sequential scan that reads every in-flight row.)
+# Uncorrelated, so it runs once per claim (an InitPlan).
+NOTHING_DUE: LiteralString = """coalesce(
+          (SELECT min(vt)
+           FROM {messages}
+           WHERE queue = %(queue)s
+             AND state IN ('leased', 'delayed')),
+          'infinity'
+      ) > now()"""
+
+# The candidates of CLAIM_UNLESS_DUE: none at all while something of the queue is due.
+CLAIM_CANDIDATES_UNLESS_DUE: LiteralString = (
+    """
+    SELECT msg_id
+    FROM {messages}
+    WHERE """
+    + CLAIM_CANDIDATE_FILTER
+    + """
+      AND """
+    + NOTHING_DUE
+    + CLAIM_ORDER
+)
+
+# The second half of every claim: lease the rows of the CTE `locked` with a fresh token
+# each. RETURNING order is unspecified: the caller re-sorts by (priority DESC, msg_id).
+LEASE_LOCKED: LiteralString = """
 UPDATE {messages} AS m
 SET state = 'leased',
     vt = now() + make_interval(secs => %(vt)s),
@@ -155,7 +202,38 @@ RETURNING m.msg_id, m.queue, m.priority, m.state, m.vt, m.read_ct, m.enqueued_at
           m.lease, m.payload
 """
 
-CLAIM: LiteralString = "WITH " + CLAIM_LOCKED + CLAIM_LEASE
+# Step 2 of a claim. Lock exactly n candidates in a CTE, then update by joining it.
+# The CTE holding FOR UPDATE is never inlined, so LIMIT is applied once. The tempting
+# `UPDATE ... WHERE msg_id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` can be re-run per
+# outer row when the planner puts it inside a nested loop, claiming far more than n
+# (docs/design.md; test_forced_nested_loop_in_form_over_claims_while_the_claim_stays_exact
+# in tests/test_concurrency.py forces that plan).
+# CLAIM_LOCKED is that CTE; the fused consumer loop (FUSED_ACK_CLAIM) claims with it and
+# LEASE_LOCKED too, so both walk, lock, lease and return rows exactly as CLAIM does.
+CLAIM_LOCKED: LiteralString = (
+    "locked AS ("
+    + CLAIM_CANDIDATES
+    + CLAIM_LOCK
+    + "\n)"
+)
+
+CLAIM: LiteralString = "\nWITH " + CLAIM_LOCKED + LEASE_LOCKED
+
+# The claim's fast path: one statement, one round trip, when nothing of the queue is due
+# (the common case). When something is due it claims nothing (the NOTHING_DUE InitPlan is a
+# one-time filter: no ready row is read or locked), and `Queue.claim` then sends RETURN_DUE
+# and CLAIM, so due work is returned first and competes for the batch by priority, exactly
+# as if RETURN_DUE always ran. It also claims nothing on an empty or paused queue, where
+# the fallback costs one more round trip with nothing to hand out.
+CLAIM_UNLESS_DUE: LiteralString = (
+    """
+WITH locked AS ("""
+    + CLAIM_CANDIDATES_UNLESS_DUE
+    + CLAIM_LOCK
+    + """
+)"""
+    + LEASE_LOCKED
+)
 
 # What a state looks like from outside, without writing: a leased row past its vt is
 # 'expired' (the next claim returns it), a delayed row past its vt is already 'ready'.
@@ -527,7 +605,7 @@ WITH acked AS (
     + CLAIM_LOCKED
     + """,
 claimed AS ("""
-    + CLAIM_LEASE
+    + LEASE_LOCKED
     + """)
 SELECT (SELECT array_agg(msg_id) FROM acked) AS acked, claimed.*
 FROM (SELECT 1) AS one

@@ -61,6 +61,8 @@ COMPLETION_LIMIT = 500
 # At most this many expired/due rows go back to ready per claim (or qty, if larger), so a
 # mass expiry costs each claim a bounded amount; see queries.RETURN_DUE.
 RETURN_DUE_BATCH = 1000
+# send_many hands COPY this many rows at a time (one string each): few calls, bounded memory.
+COPY_CHUNK_ROWS = 5000
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,15 @@ def _done_or_raise(results: Sequence[IdResult]) -> list[int]:
     raise error
 
 
+def _copy_text(payload: str) -> str:
+    """A payload as a field of COPY's text format."""
+    if "\\" in payload:
+        payload = payload.replace("\\", "\\\\")
+    if "\n" in payload or "\r" in payload or "\t" in payload:
+        payload = payload.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return payload
+
+
 def _sort_claim_order(messages: Iterable[Message]) -> list[Message]:
     return sorted(messages, key=lambda m: (-m.priority, m.msg_id))
 
@@ -258,6 +269,9 @@ class Queue:
             pooler.prepare_for_pooler(conn)
         self._table = sql.Identifier(schema, "messages")
         self._queues = sql.Identifier(schema, "queues")
+        # The hot path's statements as the bytes sent, composed once per Queue: composing
+        # and encoding a statement on every call cost about 5% of a claim+ack round.
+        self._rendered: dict[str, bytes] = {}
 
     @property
     def notify_channel(self) -> str:
@@ -268,6 +282,14 @@ class Queue:
         """A statement of this queue's schema: `{messages}` and `{queues}` in `template`
         become its tables (quoted identifiers). For SQL kept outside the core (ops)."""
         return sql.SQL(template).format(messages=self._table, queues=self._queues)
+
+    def _rendered_sql(self, template: LiteralString) -> bytes:
+        """`compose(template)` as the bytes sent, composed on first use only (psycopg also
+        caches its parsing of a bytes query, which it cannot do for a Composed one)."""
+        found = self._rendered.get(template)
+        if found is None:
+            found = self._rendered[template] = self.compose(template).as_bytes(self.conn)
+        return found
 
     def _messages(self, cur: psycopg.Cursor[Any]) -> list[Message]:
         return [Message(**row) for row in cur.fetchall()]
@@ -304,8 +326,9 @@ class Queue:
     ) -> list[int]:
         """Insert many messages in one transaction with COPY; return their ids in order.
 
-        Every payload is validated before anything is written, so one bad payload means
-        nothing is inserted (BadPayload names its 1-based position).
+        Every payload is validated before anything is written (a `CheckedPayload` is not
+        parsed again), so one bad payload means nothing is inserted (BadPayload names its
+        1-based position). Two statements: reserve the ids (and fix vt), then one COPY.
         """
         check_queue(queue)
         check_priority(priority)
@@ -314,19 +337,25 @@ class Queue:
             check_payload(payload, where=f"line {index}")
             for index, payload in enumerate(payloads, start=1)
         ]
-        if not payloads:
+        if not checked:
             return []
         state = (State.DELAYED if delay > 0 else State.READY).value
-        table_name = f"{self.schema}.messages"
+        params = {"table": f"{self.schema}.messages", "count": len(checked), "delay": delay}
         with translated(), self.conn.transaction(), self.conn.cursor() as cur:
-            now = cur.execute("SELECT now() + make_interval(secs => %s)", (delay,)).fetchone()
-            assert now is not None
-            vt = now[0]
-            cur.execute(queries.RESERVE_IDS, {"table": table_name, "count": len(payloads)})
-            ids = sorted(int(r[0]) for r in cur.fetchall())
-            with cur.copy(self.compose(queries.COPY_IN)) as copy:
-                for msg_id, payload in zip(ids, checked, strict=True):
-                    copy.write_row((msg_id, queue, priority, state, vt, payload))
+            row = cur.execute(self._rendered_sql(queries.RESERVE_IDS), params).fetchone()
+            assert row is not None
+            vt, first_id, last_id, scattered_ids = row
+            ids = list(range(first_id, last_id + 1)) if scattered_ids is None else scattered_ids
+            # Every column but the payload is the same on each row (queue names need no
+            # escaping: check_queue allows none of COPY's special characters).
+            same = f"\t{queue}\t{priority}\t{state}\t{vt}\t"
+            with cur.copy(self._rendered_sql(queries.COPY_IN)) as copy:
+                for start in range(0, len(checked), COPY_CHUNK_ROWS):
+                    end = start + COPY_CHUNK_ROWS
+                    copy.write("".join(
+                        f"{msg_id}{same}{_copy_text(text)}\n"
+                        for msg_id, text in zip(ids[start:end], checked[start:end], strict=True)
+                    ))
         return ids
 
     # -- claim -------------------------------------------------------------------------
@@ -344,10 +373,14 @@ class Queue:
     ) -> list[Message]:
         """Lease up to qty ready messages, highest priority first, FIFO within a priority.
 
-        One network round trip (pipeline), two autocommit statements: first expired leases
-        and due delayed messages of this queue go back to ready (bounded batch), then
-        exactly-n rows are locked with SKIP LOCKED and leased with a fresh token each.
-        Nothing stays locked after it returns.
+        Exactly-n rows are locked with SKIP LOCKED and leased with a fresh token each, in
+        autocommit statements; nothing stays locked after it returns. Expired leases and due
+        delayed messages of the queue go back to ready first (bounded batch), so they
+        compete for this very claim by priority:
+        - nothing due (the common case): one statement, queries.CLAIM_UNLESS_DUE, whose
+          probe of the due index finds nothing;
+        - something due, or nothing claimed: one more round trip (pipeline) with two
+          statements, queries.RETURN_DUE then queries.CLAIM.
 
         With `wait` seconds, an empty claim waits for work and claims again (LISTEN/NOTIFY,
         polling at least every `poll` seconds for work that comes due; see `waiting`). It
@@ -379,11 +412,15 @@ class Queue:
         )
 
     def _claim_once(self, params: dict[str, Any]) -> list[Message]:
-        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
-            with self.conn.pipeline():
-                self.conn.execute(self.compose(queries.RETURN_DUE), params)
-                cur.execute(self.compose(queries.CLAIM), params)
-            return _sort_claim_order(self._messages(cur))
+        with translated(), self.conn.cursor() as cur:
+            rows = cur.execute(self._rendered_sql(queries.CLAIM_UNLESS_DUE), params).fetchall()
+            if not rows:
+                with self.conn.pipeline():
+                    self.conn.execute(self._rendered_sql(queries.RETURN_DUE), params)
+                    cur.execute(self._rendered_sql(queries.CLAIM), params)
+                rows = cur.fetchall()
+        # Tuple rows in LEASE_LOCKED's RETURNING order, which is Message's field order.
+        return _sort_claim_order(Message(*row) for row in rows)
 
     def next_due_s(self, queue: str) -> float | None:
         """Seconds until the queue's next leased/delayed message comes due (None: none)."""
@@ -441,7 +478,7 @@ class Queue:
         token = check_lease(lease)
         with translated():
             rows = self.conn.execute(
-                self.compose(queries.ACK), {"ids": wanted, "lease": token}
+                self._rendered_sql(queries.ACK), {"ids": wanted, "lease": token}
             ).fetchall()
         return self._explain_missing(wanted, {int(r[0]): "" for r in rows}, token, "acked")
 

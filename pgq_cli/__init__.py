@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         MAX_QTY,
         MIN_PRIORITY,
         CheckedPayload,
+        Envelope,
     )
     from .core.errors import (
         BadPayload,
@@ -63,6 +64,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "MAX_QTY",
         "MIN_PRIORITY",
         "CheckedPayload",
+        "Envelope",
     ),
     "core.errors": (
         "BadPayload",
@@ -104,6 +106,7 @@ __all__ = [
     "ConnectFailed",
     "EffectiveState",
     "EmptyClaim",
+    "Envelope",
     "ExitCode",
     "IdResult",
     "InvalidInput",

@@ -22,7 +22,8 @@ from pgq_cli.core.checks import MAX_PRIORITY
 from pgq_cli.core.queue import Queue
 
 MESSAGE_FIELDS = {
-    "msg_id", "queue", "priority", "state", "payload", "read_ct", "lease", "vt", "enqueued_at"
+    "msg_id", "queue", "priority", "state", "payload", "read_ct", "lease", "vt", "enqueued_at",
+    "key",
 }
 
 

@@ -205,7 +205,8 @@ def test_message_is_frozen_and_json_has_stable_fields(q: Queue) -> None:
         m.priority = 1  # type: ignore[misc]
     as_json = m.to_json()
     assert list(as_json) == [
-        "msg_id", "queue", "priority", "state", "payload", "read_ct", "lease", "vt", "enqueued_at"
+        "msg_id", "queue", "priority", "state", "payload", "read_ct", "lease", "vt", "enqueued_at",
+        "key",
     ]
     assert json.loads(json.dumps(as_json)) == as_json
     assert (as_json["queue"], as_json["priority"], as_json["state"]) == ("api", 7, "leased")

@@ -63,6 +63,12 @@ class BenchConfig:
     compare_naive: bool = False
     explain: bool = False
     keep: bool = False
+    # > 0: also measure the claim of a fair queue whose ready work is spread over this
+    # many keys (pgq_cli/bench/fair.py), beside the ordinary claim at the same sizes.
+    keys: int = 0
+    # With keys: this many more ready messages on one key (for both designs, in the fair
+    # queue all on the key "hot").
+    hot_key: int = 0
 
     def __post_init__(self) -> None:
         if not self.inflight or any(n < 0 for n in self.inflight):
@@ -72,6 +78,8 @@ class BenchConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.delayed < 0 or self.ready < 0 or self.messages < 0:
             raise ValueError("delayed, ready and messages must be >= 0")
+        if self.keys < 0 or self.hot_key < 0 or (self.hot_key and not self.keys):
+            raise ValueError("keys and hot_key must be >= 0, and hot_key needs keys")
         if self.naive_samples is not None and self.naive_samples < 1:
             raise ValueError("naive_samples must be >= 1")
         if not self.max_seconds > 0:
@@ -216,6 +224,7 @@ class Design:
             messages=sql.Identifier(self.schema, "messages"),
             naive=sql.Identifier(self.schema, "naive_messages"),
             queues=sql.Identifier(self.schema, "queues"),
+            fair_claim=sql.Identifier(self.schema, "fair_claim"),
         )
 
     def claim(self, conn: psycopg.Connection[Any], queue: str, qty: int) -> list[int]:
@@ -598,6 +607,17 @@ def _clean_up(
         conn.close()
 
 
+def _designs(config: BenchConfig, schema: str) -> list[Design]:
+    designs: list[Design] = [PgqDesign(schema)]
+    if config.compare_naive:
+        designs.append(NaiveDesign(schema))
+    if config.keys:
+        from .fair import FairDesign  # it builds on PgqDesign, defined here
+
+        designs.append(FairDesign(schema, keys=config.keys, hot_key=config.hot_key))
+    return designs
+
+
 def run(
     open_conn: OpenConnection,
     config: BenchConfig,
@@ -612,9 +632,7 @@ def run(
     schema is read or written.
     """
     schema = schema or scratch_schema_name()
-    designs: list[Design] = [PgqDesign(schema)]
-    if config.compare_naive:
-        designs.append(NaiveDesign(schema))
+    designs = _designs(config, schema)
     levels = _levels(config)
     total_steps = 1 + len(levels) * len(designs) * 3 + (1 if config.explain else 0)
     done = [0]
@@ -640,13 +658,10 @@ def run(
                 if design.name == "naive" and config.naive_samples is not None:
                     samples = config.naive_samples
                 step(f"{design.name}: building {level.size:,} {level.kind}")
-                _prepare_level(
-                    conn,
-                    design,
-                    level,
-                    max(config.ready, (samples + WARMUP_CLAIMS) * config.qty),
-                    built,
-                )
+                ready = max(config.ready, (samples + WARMUP_CLAIMS) * config.qty)
+                if design.name == "pgq":
+                    ready += config.hot_key  # as many as the fair design's (pgq_cli/bench/fair.py)
+                _prepare_level(conn, design, level, ready, built)
                 result = _measure_level(open_conn, conn, design, level, config, samples, step)
                 if level.kind == "inflight" and level.size == 0:
                     zero_p99[design.name] = result.latency.p99

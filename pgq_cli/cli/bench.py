@@ -97,6 +97,21 @@ def bench_command(
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the scratch schema afterwards (for inspection).")
     ] = False,
+    keys: Annotated[
+        int,
+        typer.Option(
+            "--keys",
+            help="Also measure a fair queue (queue config --fair) whose ready work is spread "
+            "over this many keys, beside the ordinary claim at the same sizes.",
+        ),
+    ] = 0,
+    hot_key: Annotated[
+        int,
+        typer.Option(
+            "--hot-key",
+            help="With --keys: this many more ready messages, in the fair queue all on one key.",
+        ),
+    ] = 0,
     dsn: DsnOpt = "",
     json_out: JsonOpt = False,
 ) -> None:
@@ -127,6 +142,8 @@ def bench_command(
                 compare_naive=compare_naive,
                 explain=explain,
                 keep=keep,
+                keys=keys,
+                hot_key=hot_key,
             )
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None

@@ -62,6 +62,9 @@ FLAG_OF_PARAM = {
     "states": "--state",
     "everything=True": "--all",
     "redrive_dead()": "`pgq requeue --dead`",
+    "max_inflight_per_key": "--max-inflight-per-key",
+    "weight": "--weight",
+    "top": "--top",
 }
 
 

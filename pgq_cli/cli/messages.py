@@ -6,6 +6,7 @@ connecting, so bad input exits 2 even when the database is down, and nothing is 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,8 +15,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..core import checks
+from ..core.checks import Envelope
 from ..core.durations import parse_duration
-from ..core.errors import EmptyClaim, InvalidInput
+from ..core.errors import BadPayload, EmptyClaim, InvalidInput
 from ..core.exitcodes import ExitCode
 from . import output as render
 from . import pipeline
@@ -26,6 +28,7 @@ from .options import (
     FormatOpt,
     HeaderOpt,
     JsonOpt,
+    KeyOpt,
     LeaseOpt,
     OptionalQueueOpt,
     PriorityOpt,
@@ -62,6 +65,46 @@ def _read_ndjson(path: str) -> tuple[list[str], list[int]]:
     return payloads, line_numbers
 
 
+ENVELOPE_FIELDS = ("payload", "key", "priority", "delay")
+
+
+def _envelope(
+    text: str, number: int, *, priority: int, delay: float, key: str | None
+) -> Envelope:
+    """One `--envelope` line: {"payload": …, "key": …, "priority": …, "delay": …}; the
+    options give what a line leaves out. Checked as fully as a plain line."""
+    where = f"line {number}"
+    checks.check_payload(text, where=where)
+    line = json.loads(text)
+    if not isinstance(line, dict) or "payload" not in line:
+        raise BadPayload(
+            f"{where} is not an envelope",
+            hint='each line must be {"payload": ..., "key": ..., "priority": ..., "delay": ...}',
+        )
+    unknown = sorted(set(line) - set(ENVELOPE_FIELDS))
+    if unknown:
+        raise BadPayload(f"{where}: unknown envelope field {unknown[0]!r}",
+                         hint=f"use {', '.join(ENVELOPE_FIELDS)}")
+    envelope = Envelope(
+        payload=checks.check_payload(json.dumps(line["payload"], ensure_ascii=False)),
+        key=line.get("key", key),
+        priority=line.get("priority", priority),
+        delay=line.get("delay", delay),
+    )
+    try:
+        if envelope.key is not None:
+            checks.check_key(envelope.key)
+        checks.check_priority(envelope.priority)
+        if isinstance(envelope.delay, bool) or not isinstance(envelope.delay, int | float):
+            raise InvalidInput(
+                f"delay must be a number of seconds, not {envelope.delay!r}", params=("delay",)
+            )
+        checks.check_seconds(envelope.delay, "delay")
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc.message}", hint=exc.hint, params=exc.params) from None
+    return envelope
+
+
 @commands.command()
 def send(
     payload: Annotated[
@@ -81,34 +124,56 @@ def send(
             help="NDJSON file ('-' for stdin): one payload per line, all in one transaction.",
         ),
     ] = None,
+    key: KeyOpt = None,
+    envelope: Annotated[
+        bool,
+        typer.Option(
+            "--envelope",
+            help='With --file: each line is {"payload": ..., "key": ..., "priority": ..., '
+            '"delay": ...}; the options give what a line leaves out.',
+        ),
+    ] = False,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
-    """Send messages; print their msg ids. Priority 10 is most urgent."""
+    """Send messages; print their msg ids. Priority 10 is most urgent.
+
+    --key: the fairness key (tenant, org or customer id); a queue configured with
+    `pgq queue config Q --fair` rotates its claims across keys.
+    """
     fmt = render.resolve_format(Format.plain, json_out)
+    envelopes: list[Envelope] = []
     with boundary():
         checks.check_queue(queue)
         checks.check_priority(priority)
         checks.check_seconds(delay, "delay")
+        if key is not None:
+            checks.check_key(key)
         if (payload is None) == (file is None):
             raise InvalidInput("give one PAYLOAD or --file", hint="see 'pgq send --help'")
+        if envelope and file is None:
+            raise InvalidInput("--envelope goes with --file")
         if file is not None:
             lines, line_numbers = _read_ndjson(file)
-            # Checked once here, before connecting; send_many sees them checked.
-            payloads = [
-                checks.check_payload(text, where=f"line {number}")
-                for text, number in zip(lines, line_numbers, strict=True)
-            ]
+            # Checked once here, before connecting; send_envelopes sees them checked.
+            for text, number in zip(lines, line_numbers, strict=True):
+                if envelope:
+                    envelopes.append(
+                        _envelope(text, number, priority=priority, delay=delay, key=key)
+                    )
+                else:
+                    checked = checks.check_payload(text, where=f"line {number}")
+                    envelopes.append(Envelope(checked, key, priority, delay))
         else:
             assert payload is not None
             text = sys.stdin.read() if payload == "-" else payload
             payloads = [checks.check_payload(text.strip() if payload == "-" else text)]
     with session("send", dsn, schema) as q:
         if file is not None:
-            ids = q.send_many(payloads, queue=queue, priority=priority, delay=delay)
+            ids = q.send_envelopes(envelopes, queue=queue)
         else:
-            ids = [q.send(payloads[0], queue=queue, priority=priority, delay=delay)]
+            ids = [q.send(payloads[0], queue=queue, priority=priority, delay=delay, key=key)]
         render.ids(ids, fmt)
 
 
@@ -176,6 +241,12 @@ def peek(
             "--state", help="ready | leased | expired | delayed | dead | all."
         ),
     ] = "ready",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", help="Only messages sent with this fairness key.", show_default=False
+        ),
+    ] = None,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -189,8 +260,11 @@ def peek(
         checks.check_queue(queue)
         checks.check_peek_state(state)
         checks.check_qty(limit, "limit")
+        if key is not None:
+            checks.check_key(key)
     with session("peek", dsn, schema) as q:
-        render.messages(q.peek(queue=queue, limit=limit, state=state), fmt, title=queue)
+        found = q.peek(queue=queue, limit=limit, state=state, key=key)
+        render.messages(found, fmt, title=queue)
 
 
 MsgIdsArg = Annotated[

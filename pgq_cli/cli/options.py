@@ -79,6 +79,15 @@ PriorityOpt = Annotated[
         help="1..10; 10 is most urgent and is claimed first.",
     ),
 ]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        "-k",
+        help="Fairness key (tenant, org or customer id; 1-128 printable characters).",
+        show_default=False,
+    ),
+]
 LeaseOpt = Annotated[
     str | None,
     typer.Option(

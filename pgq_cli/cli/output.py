@@ -147,9 +147,13 @@ MESSAGE_HEADERS = ("msg_id", "queue", "priority", "state", "read_ct", "lease", "
 
 
 def messages(found: Sequence[Message], fmt: Format, title: str = "") -> None:
+    """Claimed or peeked messages. A `key` column (before the payload, which stays last)
+    appears only when one of them has a fairness key, so the columns of a queue without
+    keys are what they always were."""
     if fmt is Format.json:
         _json_lines(m.to_json() for m in found)
         return
+    with_key = any(m.key is not None for m in found)
     rows = [
         [
             m.msg_id,
@@ -159,13 +163,15 @@ def messages(found: Sequence[Message], fmt: Format, title: str = "") -> None:
             m.read_ct,
             str(m.lease) if m.lease else "",
             m.vt.isoformat(timespec="seconds"),
+            *([m.key] if with_key else []),
             _payload_text(m.payload),
         ]
         for m in found
     ]
     if fmt is Format.rich and not rows:
         return
-    write_table(fmt, MESSAGE_HEADERS, rows, title)
+    headers = (*MESSAGE_HEADERS[:-1], "key", MESSAGE_HEADERS[-1]) if with_key else MESSAGE_HEADERS
+    write_table(fmt, headers, rows, title)
 
 
 STATS_HEADERS = (
@@ -310,6 +316,27 @@ def queue_settings(obj: dict[str, Any], fmt: Format, extra: tuple[str, ...] = ()
     """One queue's settings (`pgq queue config`, `pause`, `resume`); `extra` columns last."""
     row = {k: _cell(v) for k, v in obj.items()}
     records([obj] if fmt is Format.json else [row], (*SETTINGS_HEADERS, *extra), fmt)
+
+
+# `pgq queue config` shows these after the settings; `pgq queue key` shows KEY_HEADERS.
+FAIRNESS_HEADERS = ("fair", "max_inflight_per_key")
+KEY_HEADERS = ("queue", "key", "weight", "inflight")
+
+
+BY_KEY_HEADERS = ("key", "ready", "leased", "delayed")
+
+
+def key_depths(found: Sequence[dict[str, Any]], fmt: Format, *, queue: str) -> None:
+    """`pgq stats --by-key`: one key per row (no key: a blank cell, null in JSON)."""
+    if fmt is not Format.json:
+        found = [{**r, "key": "" if r["key"] is None else r["key"]} for r in found]
+    records(found, BY_KEY_HEADERS, fmt, title=f"pgq stats --by-key {queue}")
+
+
+def key_weight(obj: dict[str, Any], fmt: Format) -> None:
+    """`pgq queue key`: one key's weight and live leases."""
+    row = {k: _cell(v) for k, v in obj.items()}
+    records([obj] if fmt is Format.json else [row], KEY_HEADERS, fmt)
 
 
 def queue_list(found: Sequence[dict[str, Any]], fmt: Format) -> None:

@@ -1,4 +1,5 @@
-"""`pgq queues` and `pgq queue config`: the queues there are and their stored settings.
+"""`pgq queues`, `pgq queue config` and `pgq queue key`: the queues there are and their
+stored settings, fairness included.
 
 Thin: validate, open a session, call one function of `settings`, render.
 """
@@ -58,6 +59,25 @@ def config(
     unlimited: Annotated[
         bool, typer.Option("--unlimited", help="Remove the max-deliveries limit.")
     ] = False,
+    fair: Annotated[
+        bool | None,
+        typer.Option(
+            "--fair/--no-fair",
+            help="Rotate claims across fairness keys (send --key) within each priority.",
+            show_default=False,
+        ),
+    ] = None,
+    max_inflight_per_key: Annotated[
+        int | None,
+        typer.Option(
+            "--max-inflight-per-key",
+            help="Fair queues: a key holding this many live leases yields nothing more.",
+            show_default=False,
+        ),
+    ] = None,
+    no_max_inflight: Annotated[
+        bool, typer.Option("--no-max-inflight", help="Remove the per-key cap.")
+    ] = False,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -68,6 +88,11 @@ def config(
     --max-deliveries N: a message delivered N times that comes back (its lease runs out, or
     it is requeued) goes to state dead instead of ready; see `pgq peek --state dead` and
     `pgq requeue --dead`. Waiting messages already delivered N times go dead at once.
+
+    --fair: claims rotate across the keys messages were sent with (`pgq send --key`):
+    priority first, then the key served least recently (by weight, `pgq queue key`),
+    FIFO within a key. --max-inflight-per-key N: a key holding N live leases yields
+    nothing until one is acked, requeued or expires. See README, "Fairness".
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
@@ -75,14 +100,62 @@ def config(
         if max_deliveries is not None and unlimited:
             raise InvalidInput("give --max-deliveries or --unlimited, not both")
         checks.check_max_deliveries(max_deliveries)
+        if max_inflight_per_key is not None and no_max_inflight:
+            raise InvalidInput("give --max-inflight-per-key or --no-max-inflight, not both")
+        checks.check_max_inflight(max_inflight_per_key)
+    set_cap = max_inflight_per_key is not None or no_max_inflight
     with session("queue config", dsn, schema) as q:
-        if max_deliveries is None and not unlimited:
-            render.queue_settings(q.settings(queue).to_json(), fmt)
-            return
-        result = q.configure(queue, max_deliveries=max_deliveries)
-        if result.moved_to_dead:
-            say(
-                f"pgq: {result.moved_to_dead} waiting message(s) of {queue!r} had already "
-                f"been delivered {max_deliveries} times and went to dead letters"
+        moved: dict[str, object] = {}
+        if max_deliveries is not None or unlimited:
+            result = q.configure(queue, max_deliveries=max_deliveries)
+            moved = {"moved_to_dead": result.moved_to_dead}
+            if result.moved_to_dead:
+                say(
+                    f"pgq: {result.moved_to_dead} waiting message(s) of {queue!r} had already "
+                    f"been delivered {max_deliveries} times and went to dead letters"
+                )
+        if fair is not None or set_cap:
+            q.configure_fairness(
+                queue,
+                fair=fair,
+                max_inflight_per_key=max_inflight_per_key,
+                set_max_inflight=set_cap,
             )
-        render.queue_settings(result.to_json(), fmt, extra=("moved_to_dead",))
+        shown = {**q.settings(queue).to_json(), **q.fairness(queue).to_json(), **moved}
+        render.queue_settings(shown, fmt, extra=(*render.FAIRNESS_HEADERS, *moved))
+
+
+@queue_app.command("key")
+def key_weight(
+    queue: QueueArg,
+    key: Annotated[
+        str | None,
+        typer.Argument(
+            help="The fairness key (as sent with --key); omit it for messages sent without.",
+            show_default=False,
+        ),
+    ] = None,
+    weight: Annotated[
+        float,
+        typer.Option(
+            "--weight",
+            help="Share of claims while several keys have work: 2 gets twice what 1 gets.",
+        ),
+    ] = 1.0,
+    dsn: DsnOpt = "",
+    schema: SchemaOpt = checks.DEFAULT_SCHEMA,
+    json_out: JsonOpt = False,
+    fmt: FormatOpt = Format.auto,
+) -> None:
+    """Set a fairness key's weight in a fair queue (a tier: gold 4, silver 2, free 1).
+
+    Takes effect at the next claim, for every consumer. Shows the key's live leases.
+    """
+    fmt = render.resolve_format(fmt, json_out)
+    with boundary():
+        checks.check_queue(queue)
+        if key is not None:
+            checks.check_key(key)
+        checks.check_weight(weight)
+    with session("queue key", dsn, schema) as q:
+        render.key_weight(q.set_key_weight(queue, key, weight).to_json(), fmt)

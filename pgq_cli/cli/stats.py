@@ -133,7 +133,8 @@ def stats_emit(
 
     The output is written first, so the metrics of a bad moment still reach Prometheus.
     """
-    snapshot = health.collect(q, queue=queue, estimate=estimate)
+    # Prometheus output carries fair queues' top keys too (pgq_key_messages).
+    snapshot = health.collect(q, queue=queue, estimate=estimate, by_key=plan.fmt is None)
     if plan.textfile is not None:
         # Groups the previous textfile reported and that have since drained: written at 0.
         previous = prometheus.groups_in_textfile(
@@ -172,6 +173,17 @@ def stats(
     textfile_name: TextfileNameOpt = DEFAULT_TEXTFILE_NAME,
     fail_if: FailIfOpt = None,
     estimate: EstimateOpt = False,
+    by_key: Annotated[
+        bool,
+        typer.Option(
+            "--by-key",
+            help="With --queue: ready, leased and delayed per fairness key, the --top keys "
+            "by ready depth (reads every live row of the queue).",
+        ),
+    ] = False,
+    top: Annotated[
+        int, typer.Option("--top", help="With --by-key: this many keys.")
+    ] = checks.DEFAULT_TOP_KEYS,
 ) -> None:
     """Messages per queue and priority by state (priority 10 is most urgent, claimed first).
 
@@ -183,5 +195,19 @@ def stats(
     with boundary():
         if queue is not None:
             checks.check_queue(queue)
+        checks.check_top_keys(top)
+        if by_key:
+            if queue is None:
+                raise InvalidInput("--by-key needs --queue")
+            if plan.fmt is None or plan.thresholds or estimate:
+                raise InvalidInput(
+                    "--by-key goes without --format prometheus, --fail-if and --estimate"
+                )
+    if by_key:
+        assert queue is not None and plan.fmt is not None
+        with session("stats", dsn, schema) as q:
+            depths = q.depth_by_key(queue, top=top)
+        render.key_depths([d.to_json() for d in depths], plan.fmt, queue=queue)
+        return
     with session("stats", dsn, schema) as q:
         stats_emit(q, plan, queue=queue, estimate=estimate, schema=schema)

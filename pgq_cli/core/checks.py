@@ -15,6 +15,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .durations import MAX_SECONDS
@@ -36,6 +37,12 @@ MAX_DELIVERIES_CAP = 1_000_000
 # A claim waits at most this long; a shell loop does longer waits.
 MAX_WAIT_S = 24 * 3600.0
 MAX_MSG_ID = 2**63 - 1  # bigint
+MAX_KEY_CHARS = 128  # the database CHECKs the same (messages_key_valid)
+MAX_WEIGHT = 1000.0  # the database CHECKs the same (fair_keys_weight_range)
+MAX_INFLIGHT_CAP = 1_000_000
+# `stats --by-key` and the Prometheus per-key series show this many keys by default.
+DEFAULT_TOP_KEYS = 20
+MAX_TOP_KEYS = 10_000
 # Every connection's timeouts unless a command says otherwise; here, not beside the
 # connecting code, because the CLI shows them in its help without loading psycopg.
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
@@ -55,6 +62,17 @@ class CheckedPayload(str):
     """
 
     __slots__ = ()
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One message of a batch send (`Queue.send_envelopes`), with its own fairness key,
+    priority and delay."""
+
+    payload: str
+    key: str | None = None
+    priority: int = DEFAULT_PRIORITY
+    delay: float = 0.0
 
 
 def check_queue(name: str) -> str:
@@ -99,6 +117,24 @@ def check_priority_range(min_priority: int, max_priority: int) -> tuple[int, int
             "min_priority is above max_priority", params=("min_priority", "max_priority")
         )
     return min_priority, max_priority
+
+
+def check_key(key: str) -> str:
+    """A fairness key: 1-128 printable characters (no control characters)."""
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS:
+        shown = key[:40] if isinstance(key, str) else key
+        raise InvalidInput(
+            f"invalid key {shown!r}",
+            hint=f"use 1-{MAX_KEY_CHARS} printable characters",
+            params=("key",),
+        )
+    if not key.isprintable():
+        raise InvalidInput(
+            f"invalid key {key[:40]!r}: it holds a control character",
+            hint=f"use 1-{MAX_KEY_CHARS} printable characters",
+            params=("key",),
+        )
+    return key
 
 
 def check_seconds(value: float, param: str, *, allow_zero: bool = True) -> float:
@@ -267,3 +303,38 @@ def check_payload(text: str, where: str = "payload") -> CheckedPayload:
                 hint="store large data elsewhere and send a reference to it",
             )
     return CheckedPayload(text)
+
+
+def check_weight(weight: float) -> float:
+    """A fairness key's weight: its share of claims while several keys have work."""
+    if weight != weight or not 0 < weight <= MAX_WEIGHT:
+        raise InvalidInput(
+            f"weight must be a number above 0 and at most {MAX_WEIGHT:g}, not {weight!r}",
+            hint="weight 2 gets twice the claims of weight 1 while both have work",
+            params=("weight",),
+        )
+    return float(weight)
+
+
+def check_max_inflight(value: int | None) -> int | None:
+    """A fair queue's cap on live leases per key (None: no cap)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(
+            f"max_inflight_per_key must be a whole number >= 1, not {value!r}",
+            params=("max_inflight_per_key",),
+        )
+    if value > MAX_INFLIGHT_CAP:
+        raise InvalidInput(
+            f"max_inflight_per_key must be at most {MAX_INFLIGHT_CAP}",
+            params=("max_inflight_per_key",),
+        )
+    return value
+
+
+def check_top_keys(value: int) -> int:
+    """How many keys a per-key listing shows (the top ones by ready depth)."""
+    if not 1 <= value <= MAX_TOP_KEYS:
+        raise InvalidInput(f"top must be 1..{MAX_TOP_KEYS}, not {value}", params=("top",))
+    return value

@@ -12,17 +12,18 @@ States: 'ready' (claimable), 'leased' (claimed; vt is when the lease runs out),
 from typing import LiteralString
 
 MESSAGE_COLUMNS: LiteralString = (
-    "msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload"
+    "msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload, key"
 )
 
 INSERT_ONE: LiteralString = """
-INSERT INTO {messages} (queue, priority, state, vt, payload)
+INSERT INTO {messages} (queue, priority, state, vt, payload, key)
 VALUES (
     %(queue)s,
     %(priority)s,
     CASE WHEN %(delay)s > 0 THEN 'delayed' ELSE 'ready' END,
     now() + make_interval(secs => %(delay)s),
-    %(payload)s::jsonb
+    %(payload)s::jsonb,
+    %(key)s
 )
 RETURNING msg_id
 """
@@ -52,7 +53,7 @@ FROM reserved
 
 # Text format: the caller escapes backslash, tab, newline and carriage return in payloads.
 COPY_IN: LiteralString = """
-COPY {messages} (msg_id, queue, priority, state, vt, payload)
+COPY {messages} (msg_id, queue, priority, state, vt, payload, key)
 FROM STDIN
 """
 
@@ -123,8 +124,11 @@ WHERE m.msg_id = due.msg_id
 # priority, so nothing) for a paused queue, the paused band's floor, or 1. One probe of the
 # small queues table's primary key, uncorrelated, so it runs once per claim (an InitPlan);
 # a queue with no settings row is not paused.
+# A fair queue (sql/0003) yields nothing here either, in the same probe: its claims go
+# through fair_claim, and a caller that still thought the queue ordinary learns otherwise
+# from the empty result (Queue.claim).
 CLAIM_PAUSE_FLOOR: LiteralString = """coalesce(
-          (SELECT CASE WHEN paused THEN 11 ELSE paused_below_priority END
+          (SELECT CASE WHEN paused OR fair THEN 11 ELSE paused_below_priority END
            FROM {queues}
            WHERE queue = %(queue)s),
           1
@@ -199,7 +203,7 @@ SET state = 'leased',
 FROM locked
 WHERE m.msg_id = locked.msg_id
 RETURNING m.msg_id, m.queue, m.priority, m.state, m.vt, m.read_ct, m.enqueued_at,
-          m.lease, m.payload
+          m.lease, m.payload, m.key
 """
 
 # Step 2 of a claim. Lock exactly n candidates in a CTE, then update by joining it.
@@ -249,12 +253,13 @@ PEEK: LiteralString = (
     """
 SELECT msg_id, queue, priority, """
     + EFFECTIVE_STATE
-    + """ AS state, vt, read_ct, enqueued_at, lease, payload
+    + """ AS state, vt, read_ct, enqueued_at, lease, payload, key
 FROM {messages}
 WHERE queue = %(queue)s
   AND (%(state)s::text = 'all' OR """
     + EFFECTIVE_STATE
     + """ = %(state)s)
+  AND (%(key)s::text IS NULL OR key = %(key)s)
 ORDER BY priority DESC, msg_id
 LIMIT %(limit)s
 """
@@ -263,7 +268,7 @@ LIMIT %(limit)s
 # Peek at ready work uses the claim's own index (and shows exactly what claim would take,
 # before due/expired rows are returned).
 PEEK_READY: LiteralString = """
-SELECT msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload
+SELECT msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload, key
 FROM {messages}
 WHERE queue = %(queue)s
   AND state = 'ready'
@@ -306,7 +311,7 @@ SET vt = now() + make_interval(secs => %(vt)s)
 WHERE msg_id = %(msg_id)s
   AND state = 'leased'
   AND (%(lease)s::uuid IS NULL OR lease = %(lease)s::uuid)
-RETURNING msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload
+RETURNING msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload, key
 """
 
 # Where each id that was not done stands now, to say what happened to it: gone (unknown),

@@ -18,28 +18,32 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from . import pooler, queries, waiting
+from . import fair_queries, pooler, queries, waiting
 from . import purge as purge_checks
 from .checks import (
     DEFAULT_PRIORITY,
     DEFAULT_QUEUE,
     DEFAULT_SCHEMA,
+    DEFAULT_TOP_KEYS,
     DEFAULT_VT_S,
     MAX_PRIORITY,
     MIN_PRIORITY,
+    Envelope,
     check_age,
     check_below_priority,
     check_ids,
+    check_key,
     check_lease,
     check_limit,
     check_max_deliveries,
+    check_max_inflight,
     check_payload,
     check_peek_state,
     check_priority,
@@ -48,9 +52,12 @@ from .checks import (
     check_queue,
     check_schema,
     check_seconds,
+    check_top_keys,
     check_wait,
+    check_weight,
 )
 from .errors import InvalidInput, NotFound, NothingDone, StaleLease
+from .fairness import FairnessSettings, KeyBreakdown, KeyDepth, KeyWeight, breakdown
 from .purge import PurgeResult
 from .settings import ConfigResult, QueueInfo, QueueSettings, settings_from_row
 from .states import State
@@ -63,6 +70,10 @@ COMPLETION_LIMIT = 500
 RETURN_DUE_BATCH = 1000
 # send_many hands COPY this many rows at a time (one string each): few calls, bounded memory.
 COPY_CHUNK_ROWS = 5000
+# A Queue remembers which queues are fair. An empty claim re-reads the flag if the last
+# read is older than this, so a queue turned fair (or back) is claimed the right way
+# within this long, and an idle consumer's empty polls do not each pay the extra read.
+FAIRNESS_RECHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,8 @@ class Message:
     enqueued_at: datetime
     lease: uuid.UUID | None
     payload: Any
+    # The fairness key it was sent with (a tenant, org or customer id); None: none.
+    key: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Stable field names for `--json`."""
@@ -89,6 +102,7 @@ class Message:
             "lease": str(self.lease) if self.lease else None,
             "vt": self.vt.isoformat(),
             "enqueued_at": self.enqueued_at.isoformat(),
+            "key": self.key,  # last: fields only ever get added at the end
         }
 
 
@@ -272,6 +286,11 @@ class Queue:
         # The hot path's statements as the bytes sent, composed once per Queue: composing
         # and encoding a statement on every call cost about 5% of a claim+ack round.
         self._rendered: dict[str, bytes] = {}
+        self._fair_keys = sql.Identifier(schema, "fair_keys")
+        self._fair_claim = sql.Identifier(schema, "fair_claim")
+        self._fair_clock = sql.Identifier(schema, "fair_clock")
+        # queue -> (whether it is fair, monotonic time that was read); see claim().
+        self._fairness: dict[str, tuple[bool, float]] = {}
 
     @property
     def notify_channel(self) -> str:
@@ -280,8 +299,16 @@ class Queue:
 
     def compose(self, template: LiteralString) -> sql.Composed:
         """A statement of this queue's schema: `{messages}` and `{queues}` in `template`
-        become its tables (quoted identifiers). For SQL kept outside the core (ops)."""
-        return sql.SQL(template).format(messages=self._table, queues=self._queues)
+        become its tables (quoted identifiers), `{fair_keys}`, `{fair_claim}` and
+        `{fair_clock}` its fairness table and functions. For SQL kept outside the core
+        (ops) too."""
+        return sql.SQL(template).format(
+            messages=self._table,
+            queues=self._queues,
+            fair_keys=self._fair_keys,
+            fair_claim=self._fair_claim,
+            fair_clock=self._fair_clock,
+        )
 
     def _rendered_sql(self, template: LiteralString) -> bytes:
         """`compose(template)` as the bytes sent, composed on first use only (psycopg also
@@ -303,13 +330,19 @@ class Queue:
         queue: str = DEFAULT_QUEUE,
         priority: int = DEFAULT_PRIORITY,
         delay: float = 0.0,
+        key: str | None = None,
     ) -> int:
-        """Insert one message (JSON text); return its msg_id. One autocommit INSERT."""
+        """Insert one message (JSON text); return its msg_id. One autocommit INSERT.
+
+        `key`: its fairness key (a tenant, org or customer id); a fair queue rotates its
+        claims across keys (docs/fairness.md). None: no key.
+        """
         params = {
             "queue": check_queue(queue),
             "priority": check_priority(priority),
             "delay": check_seconds(delay, "delay"),
             "payload": check_payload(payload),
+            "key": None if key is None else check_key(key),
         }
         with translated():
             row = self.conn.execute(self.compose(queries.INSERT_ONE), params).fetchone()
@@ -323,6 +356,7 @@ class Queue:
         queue: str = DEFAULT_QUEUE,
         priority: int = DEFAULT_PRIORITY,
         delay: float = 0.0,
+        key: str | None = None,
     ) -> list[int]:
         """Insert many messages in one transaction with COPY; return their ids in order.
 
@@ -333,14 +367,28 @@ class Queue:
         check_queue(queue)
         check_priority(priority)
         check_seconds(delay, "delay")
+        if key is not None:
+            check_key(key)
         checked = [
             check_payload(payload, where=f"line {index}")
             for index, payload in enumerate(payloads, start=1)
         ]
+        return self._copy_in(checked, queue, priority, delay, key)
+
+    def _copy_in(
+        self,
+        checked: Sequence[str],
+        queue: str,
+        priority: int,
+        delay: float,
+        key: str | None,
+    ) -> list[int]:
+        """COPY checked payloads that share queue, priority, delay and key; ids in order."""
         if not checked:
             return []
         state = (State.DELAYED if delay > 0 else State.READY).value
         params = {"table": f"{self.schema}.messages", "count": len(checked), "delay": delay}
+        key_text = r"\N" if key is None else _copy_text(key)
         with translated(), self.conn.transaction(), self.conn.cursor() as cur:
             row = cur.execute(self._rendered_sql(queries.RESERVE_IDS), params).fetchone()
             assert row is not None
@@ -353,9 +401,52 @@ class Queue:
                 for start in range(0, len(checked), COPY_CHUNK_ROWS):
                     end = start + COPY_CHUNK_ROWS
                     copy.write("".join(
-                        f"{msg_id}{same}{_copy_text(text)}\n"
+                        f"{msg_id}{same}{_copy_text(text)}\t{key_text}\n"
                         for msg_id, text in zip(ids[start:end], checked[start:end], strict=True)
                     ))
+        return ids
+
+    def send_envelopes(
+        self, envelopes: Sequence[Envelope], *, queue: str = DEFAULT_QUEUE
+    ) -> list[int]:
+        """`send_many` where each message has its own key, priority and delay.
+
+        Everything is validated before anything is written (errors name the 1-based
+        position); one transaction with COPY; ids come back in input order.
+        """
+        check_queue(queue)
+        checked = []
+        for index, envelope in enumerate(envelopes, start=1):
+            where = f"line {index}"
+            checked.append(check_payload(envelope.payload, where=where))
+            try:
+                if envelope.key is not None:
+                    check_key(envelope.key)
+                check_priority(envelope.priority)
+                check_seconds(envelope.delay, "delay")
+            except InvalidInput as exc:
+                raise InvalidInput(
+                    f"{where}: {exc.message}", hint=exc.hint, params=exc.params
+                ) from None
+        if not envelopes:
+            return []
+        first = envelopes[0]
+        if all((e.key, e.priority, e.delay) == (first.key, first.priority, first.delay)
+               for e in envelopes):
+            return self._copy_in(checked, queue, first.priority, first.delay, first.key)
+        params = {"table": f"{self.schema}.messages", "count": len(envelopes), "delay": 0}
+        with translated(), self.conn.transaction(), self.conn.cursor() as cur:
+            now = cur.execute("SELECT now()").fetchone()
+            assert now is not None
+            row = cur.execute(self._rendered_sql(queries.RESERVE_IDS), params).fetchone()
+            assert row is not None
+            _, first_id, last_id, scattered_ids = row
+            ids = list(range(first_id, last_id + 1)) if scattered_ids is None else scattered_ids
+            with cur.copy(self.compose(queries.COPY_IN)) as copy:
+                for msg_id, e, payload in zip(ids, envelopes, checked, strict=True):
+                    state = (State.DELAYED if e.delay > 0 else State.READY).value
+                    vt = now[0] + timedelta(seconds=e.delay)
+                    copy.write_row((msg_id, queue, e.priority, state, vt, payload, e.key))
         return ids
 
     # -- claim -------------------------------------------------------------------------
@@ -412,6 +503,24 @@ class Queue:
         )
 
     def _claim_once(self, params: dict[str, Any]) -> list[Message]:
+        """One claim: the ordinary or the fair one, as this Queue believes the queue is."""
+        queue = params["queue"]
+        fair = self._fairness.get(queue, (False, 0.0))[0]
+        found = self._claim_as(params, fair=fair)
+        if not found and self._fairness_changed(queue, fair):
+            found = self._claim_as(params, fair=not fair)
+        return found
+
+    def _claim_as(self, params: dict[str, Any], *, fair: bool) -> list[Message]:
+        # Each claim statement yields nothing for the other kind of queue (CLAIM skips fair
+        # queues, fair_claim skips the others), so a stale guess costs an empty result,
+        # never a wrong claim.
+        if fair:
+            with translated(), self.conn.cursor(row_factory=dict_row) as dict_cur:
+                with self.conn.pipeline():
+                    self.conn.execute(self._rendered_sql(queries.RETURN_DUE), params)
+                    dict_cur.execute(self.compose(fair_queries.FAIR_CLAIM), params)
+                return _sort_claim_order(self._messages(dict_cur))
         with translated(), self.conn.cursor() as cur:
             rows = cur.execute(self._rendered_sql(queries.CLAIM_UNLESS_DUE), params).fetchall()
             if not rows:
@@ -422,6 +531,31 @@ class Queue:
         # Tuple rows in LEASE_LOCKED's RETURNING order, which is Message's field order.
         return _sort_claim_order(Message(*row) for row in rows)
 
+    def believed_fair(self, queue: str) -> bool:
+        """Whether this Queue last found `queue` fair; no statement (see recheck_fair)."""
+        return self._fairness.get(queue, (False, 0.0))[0]
+
+    def recheck_fair(self, queue: str) -> bool:
+        """After an empty claim made elsewhere (the consumer loop's own statement): read
+        whether `queue` is fair, at most once per FAIRNESS_RECHECK_S, and remember it."""
+        self._fairness_changed(queue, False)
+        return self._fairness[queue][0]
+
+    def _fairness_changed(self, queue: str, assumed: bool) -> bool:
+        """After an empty claim: read whether the queue is fair (at most once per
+        FAIRNESS_RECHECK_S), remember it, and say whether it differs from `assumed`."""
+        now = time.monotonic()
+        cached = self._fairness.get(queue)
+        if cached is not None and now - cached[1] < FAIRNESS_RECHECK_S:
+            return cached[0] != assumed
+        with translated():
+            row = self.conn.execute(
+                self.compose(fair_queries.IS_FAIR), {"queue": queue}
+            ).fetchone()
+        fair = bool(row and row[0])
+        self._fairness[queue] = (fair, now)
+        return fair != assumed
+
     def next_due_s(self, queue: str) -> float | None:
         """Seconds until the queue's next leased/delayed message comes due (None: none)."""
         with translated():
@@ -431,15 +565,23 @@ class Queue:
     # -- peek --------------------------------------------------------------------------
 
     def peek(
-        self, *, queue: str = DEFAULT_QUEUE, limit: int = 10, state: str = State.READY.value
+        self,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        limit: int = 10,
+        state: str = State.READY.value,
+        key: str | None = None,
     ) -> list[Message]:
         """Show messages in claim order without touching any lease. Read-only.
 
-        `state`: one effective state (`EffectiveState`), or "all"."""
+        `state`: one effective state (`EffectiveState`), or "all". `key`: only messages
+        sent with that fairness key."""
         check_queue(queue)
         check_peek_state(state)
         check_qty(limit, "limit")
-        params = {"queue": queue, "limit": limit, "state": state}
+        if key is not None:
+            check_key(key)
+        params = {"queue": queue, "limit": limit, "state": state, "key": key}
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
             cur.execute(self.compose(queries.PEEK), params)
             return self._messages(cur)
@@ -873,3 +1015,108 @@ class Queue:
         with translated():
             rows = self.conn.execute(self.compose(queries.QUEUE_NAMES), params).fetchall()
         return [str(r[0]) for r in rows]
+
+    # -- fairness (docs/fairness.md) ---------------------------------------------------
+
+    def fairness(self, queue: str) -> FairnessSettings:
+        """The queue's fairness settings (off, no cap when it has none). Read-only."""
+        check_queue(queue)
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                self.compose(fair_queries.GET_FAIRNESS), {"queue": queue}
+            ).fetchone()
+        if row is None:
+            return FairnessSettings(queue, False, None)
+        return FairnessSettings(row["queue"], bool(row["fair"]), row["max_inflight_per_key"])
+
+    def configure_fairness(
+        self,
+        queue: str,
+        *,
+        fair: bool | None = None,
+        max_inflight_per_key: int | None = None,
+        set_max_inflight: bool = False,
+    ) -> FairnessSettings:
+        """Turn fair claiming on or off (`fair`, None: unchanged) and/or set the cap on live
+        leases per key (`max_inflight_per_key` when `set_max_inflight`; None removes it).
+
+        One transaction. Turning fairness on registers the keys of the queue's waiting
+        ready work (reads those rows once). Leases taken before it was on are not counted
+        toward the cap; they end as usual.
+        """
+        check_queue(queue)
+        check_max_inflight(max_inflight_per_key)
+        params = {
+            "queue": queue,
+            "fair": fair,
+            "set_fair": fair is not None,
+            "cap": max_inflight_per_key,
+            "set_cap": set_max_inflight,
+        }
+        with (
+            translated(),
+            self.conn.transaction(),
+            self.conn.cursor(row_factory=dict_row) as cur,
+        ):
+            row = cur.execute(self.compose(fair_queries.CONFIGURE_FAIRNESS), params).fetchone()
+            assert row is not None
+            if fair:
+                cur.execute(self.compose(fair_queries.FORGET_HEADS), params)
+                cur.execute(self.compose(fair_queries.REGISTER_READY_KEYS), params)
+        self._fairness.pop(queue, None)  # the next claim reads it again
+        return FairnessSettings(row["queue"], bool(row["fair"]), row["max_inflight_per_key"])
+
+    def set_key_weight(self, queue: str, key: str | None, weight: float) -> KeyWeight:
+        """Set a key's weight in a queue (None: the messages sent without a key).
+
+        While several keys have work at the same priority, each gets claims in proportion
+        to its weight. Takes effect at the next claim.
+        """
+        check_queue(queue)
+        if key is not None:
+            check_key(key)
+        params = {"queue": queue, "key": key or "", "weight": check_weight(weight)}
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(self.compose(fair_queries.SET_KEY_WEIGHT), params).fetchone()
+        assert row is not None
+        return KeyWeight(
+            row["queue"], row["key"] or None, float(row["weight"]), int(row["inflight"])
+        )
+
+    def depth_by_key(self, queue: str, *, top: int = DEFAULT_TOP_KEYS) -> list[KeyDepth]:
+        """Ready, leased and delayed messages per key of `queue`, the `top` keys by ready
+        depth. Read-only; exact, so it reads every live row of the queue once."""
+        check_queue(queue)
+        check_top_keys(top)
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                self.compose(fair_queries.STATS_BY_KEY), {"queue": queue, "limit": top}
+            ).fetchall()
+        return [
+            KeyDepth(r["key"], int(r["ready"]), int(r["leased"]), int(r["delayed"]))
+            for r in rows
+        ]
+
+    def key_breakdown(
+        self, *, queue: str | None = None, top: int = DEFAULT_TOP_KEYS
+    ) -> list[KeyBreakdown]:
+        """For every fair queue (or `queue`): the `top` keys by ready depth and the others
+        summed, so that a metric per key has a bounded number of series. Read-only; one
+        pass over the fair queues' live rows."""
+        if queue is not None:
+            check_queue(queue)
+        check_top_keys(top)
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                self.compose(fair_queries.FAIR_QUEUES_BY_KEY), {"queue": queue}
+            ).fetchall()
+        return breakdown(
+            (
+                (
+                    r["queue"],
+                    KeyDepth(r["key"], int(r["ready"]), int(r["leased"]), int(r["delayed"])),
+                )
+                for r in rows
+            ),
+            top,
+        )

@@ -192,6 +192,10 @@ class Worker:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pgq-handler")
         settle: list[Outcome] = []
         try:
+            # A fair queue is claimed through fair_claim (see _send): know it before the
+            # first claim, or an until_empty loop would stop on the fused claim's nothing.
+            with translated():
+                self.q.recheck_fair(self.queue)
             # LISTEN before the first claim, so work sent between an empty claim and the
             # sleep after it still wakes the loop (psycopg keeps notifications received
             # meanwhile). A loop that never sleeps (until_empty without wait) needs none.
@@ -295,6 +299,13 @@ class Worker:
             "batch": max(want, 1000),
         }
         return_due = want > 0 and time.monotonic() - self.last_return_due >= RETURN_DUE_INTERVAL_S
+        # A fair queue's claim is fair_claim (the fused statement's ordinary claim yields
+        # nothing there): the fused statement then only settles, and Queue.claim claims.
+        # Whether the queue is fair is re-read only after an empty claim (below), as
+        # Queue.claim does, so an ordinary queue's busy loop sends nothing more.
+        fair = want > 0 and self.q.believed_fair(self.queue)
+        if fair:
+            params["qty"] = 0
         with self.conn_lock, translated(), conn.cursor() as cur:
             if given or return_due:
                 with conn.pipeline():
@@ -306,11 +317,12 @@ class Worker:
             else:
                 cur.execute(self.fused, params)
             rows = cur.fetchall()
+            fair_claimed = self.q.claim(queue=self.queue, qty=want, vt=self.vt) if fair else []
         acked = set(rows[0][0] or ()) if rows else set()
         self.acked += len(acked)
         # RETURNING order is unspecified: handle in claim order.
         claimed = sorted(
-            (Message(*row[1:]) for row in rows if row[1] is not None),
+            [*(Message(*row[1:]) for row in rows if row[1] is not None), *fair_claimed],
             key=lambda m: (-m.priority, m.msg_id),
         )
         with self.held_lock:
@@ -320,6 +332,8 @@ class Worker:
                 self.held[message.msg_id] = message
         if return_due:
             self.last_return_due = time.monotonic()
+        if want > 0 and not claimed:
+            self.q.recheck_fair(self.queue)
         # The exchange has committed: what follows is bookkeeping, and a failure in it must
         # not make the loop resend (and lose track of the batch it just claimed). A lost
         # connection shows up again on the next statement.

@@ -15,12 +15,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, LiteralString
 
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ..core import migrate, queries
+from ..core import fair_queries, migrate, queries
 from ..core.checks import DEFAULT_QUEUE, check_queue
 from ..core.errors import SchemaMissing
 from ..core.queue import Queue
@@ -75,6 +75,13 @@ EXPECTED_INDEXES = {
         "dead letters are listed and redriven through it",
         "CREATE INDEX CONCURRENTLY messages_dead_idx ON {table} (queue, vt) "
         "WHERE state = 'dead'",
+    ),
+    "messages_fair_ready_idx": ExpectedIndex(
+        Severity.SERIOUS,
+        "the claim of a fair queue finds each key's next message by it; without it, it scans",
+        "CREATE INDEX CONCURRENTLY messages_fair_ready_idx ON {table} "
+        "(queue, (coalesce(key, '')), priority DESC, msg_id) "
+        "WHERE state = 'ready' AND coalesce(key, '') IS NOT NULL",
     ),
 }
 # While the table is at most this many pages (1 MiB), the planner may rightly prefer reading
@@ -147,6 +154,8 @@ def run(
         checks = [check_table_health(q)]
     else:
         checks = [check_indexes(q), check_claim_plan(q, queue), check_table_health(q)]
+        if q.fairness(queue).fair:
+            checks.insert(2, check_fair_claim_plan(q, queue))
     for check in (
         *checks,
         check_long_transactions(q, max_xact_age_s),
@@ -278,7 +287,13 @@ def claim_plan(
     transaction of its own), to learn whether the claim can use its index at all.
     """
     params = {"queue": queue, "qty": 1, "min_priority": 1, "max_priority": 10}
-    explain = b"EXPLAIN (FORMAT JSON) " + q.compose(queries.CLAIM_CANDIDATES).as_bytes(q.conn)
+    return _plan(q, queries.CLAIM_CANDIDATES, params, prefer_index=prefer_index)
+
+
+def _plan(
+    q: Queue, statement: LiteralString, params: dict[str, Any], *, prefer_index: bool
+) -> dict[str, Any]:
+    explain = b"EXPLAIN (FORMAT JSON) " + q.compose(statement).as_bytes(q.conn)
     with translated(), q.conn.transaction():
         if prefer_index:
             q.conn.execute(ops_queries.PLANNER_PREFER_INDEX)
@@ -313,6 +328,65 @@ def _describe(scans: list[dict[str, Any]]) -> str:
 
 def _uses_ready_index(scans: list[dict[str, Any]]) -> bool:
     return any(n.get("Index Name") == "messages_ready_idx" for n in scans)
+
+
+def fair_probe_plan(q: Queue, queue: str, *, prefer_index: bool = False) -> dict[str, Any]:
+    """The plan (EXPLAIN, not executed) of the fair claim's probe of one key's head."""
+    params = {"queue": queue, "key": "", "min_priority": 1, "max_priority": 10, "limit": 1}
+    return _plan(q, fair_queries.FAIR_KEY_PROBE, params, prefer_index=prefer_index)
+
+
+def _probe_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        n
+        for n in _plan_nodes(plan)
+        if n.get("Relation Name") == "messages" and "Scan" in n.get("Node Type", "")
+    ]
+
+
+def _uses_fair_index(scans: list[dict[str, Any]]) -> bool:
+    return any(n.get("Index Name") == "messages_fair_ready_idx" for n in scans)
+
+
+def check_fair_claim_plan(q: Queue, queue: str) -> Iterator[Finding]:
+    """For a fair queue: the fair claim's probe of a key uses messages_fair_ready_idx.
+
+    The other half of the fair claim walks fair_keys, one row per key, by its primary key
+    and turn index; that table is as large as the number of keys, not of messages.
+    """
+    table = f"{q.schema}.messages"
+    scans = _probe_scans(fair_probe_plan(q, queue))
+    if _uses_fair_index(scans):
+        yield Finding(
+            "fair_claim_plan", Severity.OK, "the fair claim probes keys by messages_fair_ready_idx"
+        )
+        return
+    how = _describe(scans)
+    if not _uses_fair_index(_probe_scans(fair_probe_plan(q, queue, prefer_index=True))):
+        yield Finding(
+            "fair_claim_plan",
+            Severity.SERIOUS,
+            f"the fair claim cannot use messages_fair_ready_idx ({how}): each claim of a "
+            "fair queue scans",
+            f"recreate the index (see the indexes finding); then ANALYZE {table}",
+        )
+        return
+    pages = _table_pages(q)
+    if pages <= SMALL_TABLE_PAGES:
+        yield Finding(
+            "fair_claim_plan",
+            Severity.OK,
+            f"the fair claim reads the whole table while it is this small ({how}, {pages} "
+            "pages); messages_fair_ready_idx is usable and takes over as the table grows",
+        )
+        return
+    yield Finding(
+        "fair_claim_plan",
+        Severity.SERIOUS,
+        f"the fair claim does not use messages_fair_ready_idx ({how}) on a table of {pages} "
+        "pages, though it could: its cost grows with the table",
+        f"ANALYZE {table}; then look for planner settings that steer it away",
+    )
 
 
 def _table_pages(q: Queue) -> int:

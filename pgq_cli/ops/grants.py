@@ -33,7 +33,9 @@ DEFAULT_ROLE_PREFIX = "pgq"
 ROLE_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
 # Columns the monitor may read: everything but the payload and the lease token.
-MONITOR_MESSAGE_COLUMNS = ("msg_id", "queue", "priority", "state", "vt", "read_ct", "enqueued_at")
+MONITOR_MESSAGE_COLUMNS = (
+    "msg_id", "queue", "priority", "state", "vt", "read_ct", "enqueued_at", "key"
+)
 
 # table -> role kind -> privileges (SQL text, fixed here, never from input).
 TABLE_PRIVILEGES: dict[str, dict[str, str]] = {
@@ -49,6 +51,8 @@ TABLE_PRIVILEGES: dict[str, dict[str, str]] = {
     "queues": {"consumer": "SELECT", "monitor": "SELECT"},
     # The schema version, for `pgq migrate --list` and `pgq doctor`.
     "pgq_migrations": {"consumer": "SELECT", "monitor": "SELECT"},
+    # Fair queues' keys: the fair claim (run as the consumer) locks and advances them.
+    "fair_keys": {"consumer": "SELECT, UPDATE", "monitor": "SELECT"},
 }
 
 SEQUENCE_PRIVILEGES: dict[str, dict[str, str]] = {
@@ -56,7 +60,10 @@ SEQUENCE_PRIVILEGES: dict[str, dict[str, str]] = {
     "messages_msg_id_seq": {"producer": "USAGE"},
 }
 
-FUNCTION_PRIVILEGES: dict[str, dict[str, str]] = {}
+FUNCTION_PRIVILEGES: dict[str, dict[str, str]] = {
+    # The claim of a fair queue (SECURITY INVOKER: it acts with the consumer's rights).
+    "fair_claim": {"consumer": "EXECUTE"},
+}
 
 # Built-in roles granted to a role kind. pg_monitor lets the monitor read
 # pg_stat_replication (standby lag, sync state) and other roles' sessions in
@@ -69,6 +76,13 @@ OWNER_ONLY: dict[str, str] = {
     # trigger is created, so no role needs it.
     "notify_ready_inserted": "trigger function",
     "notify_ready_updated": "trigger function",
+    # SECURITY DEFINER trigger functions that keep fair_keys for any role that writes.
+    "fair_keys_sent": "trigger function",
+    "fair_key_became_ready": "trigger function",
+    "fair_lease_ended": "trigger function",
+    # Called by those trigger functions and by `pgq queue key` (the owner's command).
+    "fair_clock": "helper of the fairness trigger functions",
+    "fair_key_has_work": "helper of the fairness trigger functions",
 }
 
 

@@ -24,6 +24,10 @@ from ..core.states import EFFECTIVE_STATES
 from .thresholds import Breach, Snapshot
 
 DEFAULT_FILENAME = "pgq.prom"
+# A fair queue's per-key series: these states, and one more series with this key label
+# that sums every key beyond the top ones (Queue.key_breakdown).
+KEY_STATES = ("ready", "leased", "delayed")
+OTHER_KEYS_LABEL = "__other__"
 _FILENAME = re.compile(r"^[A-Za-z0-9_.-]+\.prom$")
 
 
@@ -81,6 +85,24 @@ def render(
         oldest.add(r.oldest_ready_age or 0.0, **where)
         read_ct.add(r.max_read_ct, **where)
         paused.add(1 if r.paused else 0, **where)
+    by_key = _Family(
+        "pgq_key_messages",
+        "Messages of fair queues by key and state: the top keys by ready depth, "
+        f'key="{OTHER_KEYS_LABEL}" sums the others, key="" is messages sent without one.',
+    )
+    for breakdown in snapshot.keys:
+        labelled = [(depth.key or "", depth) for depth in breakdown.top]
+        if breakdown.other is not None:
+            labelled.append((OTHER_KEYS_LABEL, breakdown.other))
+        for label, depth in labelled:
+            for state in KEY_STATES:
+                by_key.add(
+                    getattr(depth, state),
+                    schema=schema,
+                    queue=breakdown.queue,
+                    key=label,
+                    state=state,
+                )
     estimated = _Family(
         "pgq_stats_estimated", "1 when some counts are estimated from a sample (stats --estimate)."
     )
@@ -97,6 +119,8 @@ def render(
     for b in breached:
         threshold.add(1, schema=schema, expression=b.threshold.text)
     families = [messages, oldest, read_ct, paused, estimated, collected, duration]
+    if snapshot.keys:
+        families.insert(4, by_key)
     if len(threshold.lines) > 2:
         families.append(threshold)
     return "\n".join(line for f in families for line in f.lines) + "\n"

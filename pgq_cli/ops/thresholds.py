@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..core import fairness
 from ..core.checks import check_queue
 from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
@@ -42,10 +43,17 @@ class Snapshot:
     duration_s: float
     # (queue, priority) of the groups with a number estimated from a sample.
     sampled: frozenset[tuple[str, int]] = frozenset()
+    # Fair queues' depth by key (top keys and the rest summed), when asked for.
+    keys: tuple[fairness.KeyBreakdown, ...] = ()
 
 
-def collect(q: Queue, *, queue: str | None = None, estimate: bool = False) -> Snapshot:
-    """Counts per queue/priority/state, oldest ready age, max read_ct. Read-only."""
+def collect(
+    q: Queue, *, queue: str | None = None, estimate: bool = False, by_key: bool = False
+) -> Snapshot:
+    """Counts per queue/priority/state, oldest ready age, max read_ct. Read-only.
+
+    `by_key`: also fair queues' depth by key (top keys; one more pass over their rows).
+    """
     if queue is not None:
         check_queue(queue)
     started = time.monotonic()
@@ -56,7 +64,10 @@ def collect(q: Queue, *, queue: str | None = None, estimate: bool = False) -> Sn
         stats = q.with_configured(stats, queue=queue)  # as Queue.stats does
     else:
         stats, sampled = q.stats(queue=queue), frozenset()
-    return Snapshot(stats, bool(sampled), time.time(), time.monotonic() - started, sampled)
+    keys = tuple(q.key_breakdown(queue=queue)) if by_key else ()
+    return Snapshot(
+        stats, bool(sampled), time.time(), time.monotonic() - started, sampled, keys
+    )
 
 
 def _total(state: str) -> Callable[[Sequence[PriorityStats]], float]:

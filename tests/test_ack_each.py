@@ -120,6 +120,12 @@ def _stale_by_second_claim(q: Queue, conn: psycopg.Connection[Any]) -> tuple[int
     return msg_id, str(m.lease)
 
 
+def _wrong_token(q: Queue, conn: psycopg.Connection[Any]) -> tuple[int, str]:
+    msg_id = q.send("{}")
+    q.claim(vt=300)
+    return msg_id, "00000000-0000-4000-8000-000000000000"  # never this message's lease
+
+
 def _stale_by_ack(q: Queue, conn: psycopg.Connection[Any]) -> tuple[int, str]:
     msg_id = q.send("{}")
     (m,) = q.claim(vt=300)
@@ -145,10 +151,12 @@ def _stale_by_death(q: Queue, conn: psycopg.Connection[Any]) -> tuple[int, str]:
                                     "holder with a delay"),
         (_stale_by_second_claim, "lease is not current: message {id} was claimed again by "
                                  "another consumer (delivery 2)"),
+        (_wrong_token, "lease is not current: message {id} is leased under another token "
+                       "(delivery 1): the token is not its lease"),
         (_stale_by_ack, "no such message: {id} (acked already, or purged)"),
         (_stale_by_death, "lease is not current: message {id} went to dead letters"),
     ],
-    ids=["requeued", "requeued-with-delay", "claimed-again", "acked", "dead"],
+    ids=["requeued", "requeued-with-delay", "claimed-again", "wrong-token", "acked", "dead"],
 )
 @pytest.mark.parametrize("command", ["ack", "requeue", "extend"])
 def test_a_stale_lease_says_what_happened_to_the_message(

@@ -221,7 +221,10 @@ def _not_done(msg_id: int, now: tuple[str, int] | None, lease: uuid.UUID | None)
         return IdResult(msg_id, "not_leased", f"message {msg_id} is {state}, not leased", state)
     # The token is not current. A claim gives a fresh token, and only a requeue (by the
     # holder, or a claim returning an expired lease) clears it: the state says which.
-    if state == "leased":
+    if state == "leased" and read_ct <= 1:
+        # Delivered once: no earlier lease of it ever existed, so the token is not one.
+        what = f"is leased under another token (delivery {read_ct}): the token is not its lease"
+    elif state == "leased":
         what = f"was claimed again by another consumer (delivery {read_ct})"
     elif state == "delayed":
         what = "was requeued by its holder with a delay"

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     )
     from .core.exitcodes import ExitCode
     from .core.purge import PurgeResult
-    from .core.queue import Message, PriorityStats, Queue, QueueStats, Sent
+    from .core.queue import IdResult, Message, PriorityStats, Queue, QueueStats, Sent
     from .core.settings import ConfigResult, DedupWindow, QueueInfo, QueueSettings
     from .core.states import EffectiveState, State
     from .core.worker import Reject, Retry
@@ -83,7 +83,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "core.exitcodes": ("ExitCode",),
     "core.purge": ("PurgeResult",),
-    "core.queue": ("Message", "PriorityStats", "Queue", "QueueStats", "Sent"),
+    "core.queue": ("IdResult", "Message", "PriorityStats", "Queue", "QueueStats", "Sent"),
     "core.settings": ("ConfigResult", "DedupWindow", "QueueInfo", "QueueSettings"),
     "core.states": ("EffectiveState", "State"),
     "core.worker": ("Reject", "Retry"),
@@ -109,6 +109,7 @@ __all__ = [
     "EmptyClaim",
     "Envelope",
     "ExitCode",
+    "IdResult",
     "InvalidInput",
     "Message",
     "NotFound",

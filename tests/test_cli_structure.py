@@ -138,7 +138,7 @@ def frame(number: int, claim_rate: float | None, rows: tuple[PriorityStats, ...]
 
 ROW = PriorityStats(
     queue="jobs", priority=9, ready=12, leased=3, expired=1, delayed=0, dead=2,
-    oldest_ready_age_s=130.5, max_read_ct=4,
+    oldest_ready_age=130.5, max_read_ct=4,
 )
 
 

@@ -239,7 +239,11 @@ def test_requeue_known_and_unknown_requeues_the_known_and_exits_3(
     result = cli("requeue", "424242", str(known), "--json")
     assert result.exit_code == 3
     assert "424242" in result.stderr
-    assert [json.loads(line) for line in result.stdout.splitlines()] == [{"msg_id": known}]
+    # --json: every id given, in that order, with its result (issue #11's contract).
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"msg_id": 424242, "result": "unknown"},
+        {"msg_id": known, "result": "requeued"},
+    ]
     assert conn.execute("SELECT state FROM pgq.messages").fetchall() == [("ready",)]
 
 

@@ -40,7 +40,7 @@ def _fill(dsn: str) -> None:
 def _claim_of_the_build_before() -> sql.Composed:
     """What a consumer still running the previous release sends while the schema is
     migrated under it: today's claim without the columns it does not know yet."""
-    text = queries.CLAIM.replace("AND (paused OR fair)", "AND paused").replace(
+    text = queries.CLAIM.replace("WHEN paused OR fair THEN", "WHEN paused THEN").replace(
         "m.lease, m.payload, m.key", "m.lease, m.payload"
     )
     assert "fair" not in text and "m.key" not in text
@@ -149,7 +149,9 @@ def test_through_a_transaction_pooler_the_index_step_runs_in_one_transaction(
     _migrate_up_to(empty_db_dsn, index_step.version - 1, monkeypatch)
     monkeypatch.setattr(pooler, "transaction_pooled", lambda conn, mode="auto": True)
     with psycopg.connect(empty_db_dsn, autocommit=True) as conn:
-        assert [m.version for m in migrate.migrate(conn, "pgq")] == [index_step.version]
+        # The index step and every migration after it (later ones are transactional).
+        pending = [m.version for m in migrate.available() if m.version >= index_step.version]
+        assert [m.version for m in migrate.migrate(conn, "pgq")] == pending
         assert migrate.schema_version(conn, "pgq") >= index_step.version
         state = _index_state(conn)
     assert state is not None and state[0]

@@ -234,13 +234,13 @@ def by_group(rows: Any) -> dict[tuple[str, int], PriorityStats]:
 
 def same_except_age(exact: PriorityStats, estimated: PriorityStats) -> None:
     """Equal in every field; ages equal within the time between the two collections."""
-    assert exact.oldest_ready_age_s is None or estimated.oldest_ready_age_s is not None
-    if exact.oldest_ready_age_s is not None:
-        assert estimated.oldest_ready_age_s is not None
-        assert abs(exact.oldest_ready_age_s - estimated.oldest_ready_age_s) < 5, (
+    assert exact.oldest_ready_age is None or estimated.oldest_ready_age is not None
+    if exact.oldest_ready_age is not None:
+        assert estimated.oldest_ready_age is not None
+        assert abs(exact.oldest_ready_age - estimated.oldest_ready_age) < 5, (
             exact, estimated
         )
-    strip = {"oldest_ready_age_s": None}
+    strip = {"oldest_ready_age": None}
     assert {**exact.to_json(), **strip} == {**estimated.to_json(), **strip}
 
 
@@ -315,8 +315,8 @@ def test_estimate_over_the_cap_samples_the_whole_small_table_exactly(
     assert rows[("big", 9)].ready == 10_000
     assert (rows[("big", 1)].expired, rows[("big", 1)].leased, rows[("big", 1)].dead,
             rows[("big", 1)].delayed, rows[("big", 1)].max_read_ct) == (5, 3, 2, 4, 12)
-    assert rows[("big", 5)].oldest_ready_age_s is not None
-    assert 2000 <= rows[("big", 5)].oldest_ready_age_s < 2000 + AGE_SLACK  # the due ones
+    assert rows[("big", 5)].oldest_ready_age is not None
+    assert 2000 <= rows[("big", 5)].oldest_ready_age < 2000 + AGE_SLACK  # the due ones
 
 
 def test_estimate_from_a_sample_is_close_and_flagged(

@@ -99,7 +99,7 @@ def test_ack_many_without_lease(cli: Cli, q: Queue, conn: psycopg.Connection[Any
     result = cli("ack", *map(str, ids), "--json")
     assert result.exit_code == 0, result.stderr
     assert [json.loads(line) for line in result.stdout.splitlines()] == [
-        {"msg_id": i} for i in ids
+        {"msg_id": i, "result": "acked"} for i in ids
     ]
     assert conn.execute("SELECT count(*) FROM pgq.messages").fetchone() == (0,)
 

@@ -28,7 +28,7 @@ from pgq_cli.ops import watch
 
 # The columns of `pgq stats`, which the plain (pipe) frame repeats under its summary line.
 HEADER = "\t".join(
-    ("queue", "priority", "ready", "leased", "expired", "delayed", "dead", "oldest_ready_s",
+    ("queue", "priority", "ready", "leased", "expired", "delayed", "dead", "oldest_ready_age",
      "max_read_ct", "paused")
 )
 
@@ -103,11 +103,11 @@ def test_once_json_shows_depth_per_priority_and_state_and_oldest_age(
     assert result.exit_code == 0, result.stderr
     (frame,) = frames(result.stdout)
     assert _shape(frame["rows"]) == EXPECTED_ROWS
-    ages = {(r["queue"], r["priority"]): r["oldest_ready_age_s"] for r in frame["rows"]}
+    ages = {(r["queue"], r["priority"]): r["oldest_ready_age"] for r in frame["rows"]}
     assert 100 <= ages[("jobs", 9)] < 130
     assert 0 <= ages[("jobs", 5)] < 30
     assert ages[("jobs", 1)] is None and ages[("other", 5)] is None
-    assert frame["oldest_ready_age_s"] == ages[("jobs", 9)]
+    assert frame["oldest_ready_age"] == ages[("jobs", 9)]
     # One frame has nothing to compare with: no rates yet.
     assert frame["frame"] == 1 and frame["estimated"] is False
     for key in ("seconds", "claimed", "sent", "acked", "claim_rate", "send_rate", "ack_rate"):
@@ -144,7 +144,7 @@ def test_queue_option_shows_one_queue_and_says_rates_cover_all(
     assert as_json.exit_code == 0, as_json.stderr
     (frame,) = frames(as_json.stdout)
     assert _shape(frame["rows"]) == [EXPECTED_ROWS[3]]
-    assert frame["oldest_ready_age_s"] is None
+    assert frame["oldest_ready_age"] is None
     text = cli("watch", "--once", "-q", "jobs")
     assert text.exit_code == 0, text.stderr
     first, header, *rows = text.stdout.split("\n")
@@ -156,7 +156,7 @@ def test_empty_schema_frame_has_no_rows(cli: Cli) -> None:
     result = cli("watch", "--once", "--json")
     assert result.exit_code == 0, result.stderr
     (frame,) = frames(result.stdout)
-    assert frame["rows"] == [] and frame["oldest_ready_age_s"] is None
+    assert frame["rows"] == [] and frame["oldest_ready_age"] is None
 
 
 # ------------------------------------------------------------------------------ rates

@@ -100,6 +100,9 @@ def root(
     """pgq: a Postgres-backed priority message queue. Priority 10 is most urgent."""
     state.debug = state.debug or debug
     state.no_embedded = no_embedded
+    # Per invocation: only a command given --header turns it on (several invocations can
+    # share one process, as the tests' in-process runner does).
+    output.plain_header(False)
 
 
 def create_app(cls: type[PgqGroup] = PgqGroup) -> typer.Typer:

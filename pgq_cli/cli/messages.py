@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,7 +18,8 @@ import typer
 from ..core import checks
 from ..core.checks import Envelope
 from ..core.durations import parse_duration
-from ..core.errors import BadPayload, EmptyClaim, InvalidInput, NothingDone
+from ..core.errors import BadPayload, EmptyClaim, InvalidInput
+from ..core.exitcodes import ExitCode
 from . import output as render
 from . import pipeline
 from .boundary import boundary, say
@@ -26,6 +28,7 @@ from .options import (
     DEFAULT_RECONNECT_TIMEOUT,
     DsnOpt,
     FormatOpt,
+    HeaderOpt,
     JsonOpt,
     KeyOpt,
     LeaseOpt,
@@ -38,8 +41,8 @@ from .options import (
 )
 from .output import Format
 
-if TYPE_CHECKING:  # psycopg loads when a command connects, not for `--help`
-    from ..core.queue import Message, Queue
+if TYPE_CHECKING:  # the start-up rule: no psycopg (core.queue) at the top of a command module
+    from ..core.queue import IdResult, Message, Queue
 
 # Registered by `main.build_app`, in the order `pgq --help` lists them.
 commands = typer.Typer()
@@ -247,6 +250,7 @@ def claim(
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
+    header: HeaderOpt = False,
     fmt: FormatOpt = Format.auto,
     statement_timeout: StatementTimeoutOpt = checks.DEFAULT_STATEMENT_TIMEOUT_MS,
 ) -> None:
@@ -260,6 +264,7 @@ def claim(
     with back-off for up to --reconnect-timeout, and the wait goes on; a claim without
     --wait is one-shot and exits 69 at once.
     """
+    render.plain_header(header)
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
         checks.check_queue(queue)
@@ -313,9 +318,11 @@ def peek(
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
+    header: HeaderOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """Show messages in claim order without claiming them or touching any lease."""
+    render.plain_header(header)
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
         checks.check_queue(queue)
@@ -345,9 +352,12 @@ def ack(
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
 ) -> None:
-    """Acknowledge (delete) messages. Exit 3 if an id is unknown or its lease is stale.
+    """Acknowledge (delete) messages, each id on its own.
 
-    `pgq claim --json | ... | pgq ack -` acks each claimed message with its own lease.
+    stdout lists the ids acked (--json: one {"msg_id", "result"} per id given, result
+    acked, unknown, stale_lease or not_leased); each id not acked gets a line on stderr
+    saying what happened to it, and the exit code is 3. `pgq claim --json | ... | pgq ack -`
+    acks each claimed message with its own lease.
     """
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
@@ -355,19 +365,11 @@ def ack(
         checks.check_lease(lease)
         claimed = pipeline.read_claimed(sys.stdin) if ids is None else []
     with session("ack", dsn, schema) as q:
-        try:
-            if ids is None:
-                done, refused = pipeline.each(claimed, lambda m: q.ack([m.msg_id], lease=m.lease))
-                render.ids(sorted(m.msg_id for m, _ in done), fmt)
-                if refused:
-                    raise refused
-                return
-            acked = q.ack(ids, lease=lease)
-        except NothingDone as exc:
-            if ids is not None:
-                render.ids(exc.done, fmt)  # those were acked all the same
-            raise
-        render.ids(acked, fmt)
+        if ids is None:  # each stdin line with its own lease
+            results = [r for m in claimed for r in q.ack_each([m.msg_id], lease=m.lease)]
+        else:
+            results = q.ack_each(ids, lease=lease)
+    _report_each(results, fmt)
 
 
 @commands.command()
@@ -476,27 +478,30 @@ def _requeue_messages(
     fmt: Format,
 ) -> None:
     """`requeue ID...` (ids), or `requeue -` (ids None: each claimed line with its lease)."""
-    refused: NothingDone | None = None
-    try:
-        if ids is None:
-            done, refused = pipeline.each(
-                claimed, lambda m: q.requeue_states([m.msg_id], lease=m.lease, delay=delay)
-            )
-            states = {i: st for _, result in done for i, st in result.items()}
-        else:
-            states = q.requeue_states(ids, lease=lease, delay=delay)
-    except NothingDone as exc:
-        render.ids(exc.done, fmt)  # those were requeued all the same
-        raise
-    went_dead = sorted(i for i, st in states.items() if st == "dead")
+    if ids is None:
+        results = [
+            r for m in claimed for r in q.requeue_each([m.msg_id], lease=m.lease, delay=delay)
+        ]
+    else:
+        results = q.requeue_each(ids, lease=lease, delay=delay)
+    went_dead = [r.msg_id for r in results if r.done and r.state == "dead"]
     if went_dead:
         say(
             f"pgq: {len(went_dead)} message(s) had their last delivery and went to dead "
             f"letters: {', '.join(map(str, went_dead[:10]))}"
         )
-    render.ids(sorted(states), fmt)
-    if refused:
-        raise refused
+    _report_each(results, fmt)
+
+
+def _report_each(results: Sequence[IdResult], fmt: Format) -> None:
+    """stdout: the ids done (--json: every id with its result); stderr: one line per id
+    not done, saying what happened to it; exit 3 if any id was not done."""
+    render.id_results(results, fmt)
+    not_done = [r for r in results if not r.done]
+    for r in not_done:
+        say(f"pgq: error: {r.reason}")
+    if not_done:
+        raise typer.Exit(int(ExitCode.NOTHING_DONE))
 
 
 def _check_redrive(

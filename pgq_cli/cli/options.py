@@ -58,6 +58,12 @@ QueueArg = Annotated[
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="One JSON object per line on stdout (plain, no colour).")
 ]
+HeaderOpt = Annotated[
+    bool,
+    typer.Option(
+        "--header", help="Plain output: a first line naming the tab-separated columns."
+    ),
+]
 FormatOpt = Annotated[
     Format,
     typer.Option(

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from ..bench.runner import BenchResult, ProgressCallback
     from ..core.migrate import MigrationStatus
-    from ..core.queue import Message, QueueStats
+    from ..core.queue import IdResult, Message, PriorityStats, QueueStats
     from ..ops.doctor import Finding
     from ..ops.watch import Frame
 
@@ -92,8 +92,20 @@ def _payload_text(payload: Any) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
+class _Plain:
+    """Whether plain tables start with a line naming their columns (`--header`)."""
+
+    header: bool = False
+
+
+def plain_header(on: bool) -> None:
+    """`--header`: plain tables print their column names first, tab-separated."""
+    _Plain.header = on
+
+
 def write_table(fmt: Format, headers: Sequence[str], cells: list[list[Any]], title: str) -> None:
-    """A table: tabulate columns, a rich table, or tab-separated lines (`plain`)."""
+    """A table: tabulate columns, a rich table, or tab-separated lines (`plain`; with
+    `--header`, the column names first)."""
     if fmt is Format.table:
         from tabulate import tabulate
 
@@ -109,6 +121,8 @@ def write_table(fmt: Format, headers: Sequence[str], cells: list[list[Any]], tit
             table.add_row(*("" if v is None else str(v) for v in row))
         Console().print(table)
     else:
+        if _Plain.header:
+            _out("\t".join(headers))
         for row in cells:
             _out("\t".join("" if v is None else str(v) for v in row))
 
@@ -119,6 +133,14 @@ def ids(msg_ids: Sequence[int], fmt: Format) -> None:
     else:
         # One write: `pgq send -f` of 100,000 lines prints 100,000 ids.
         sys.stdout.write("".join(f"{i}\n" for i in msg_ids))
+
+
+def id_results(results: Sequence[IdResult], fmt: Format) -> None:
+    """ack/requeue: the ids done, one a line; --json: every id given with its result."""
+    if fmt is Format.json:
+        _json_lines(r.to_json() for r in results)
+    else:
+        ids([r.msg_id for r in results if r.done], fmt)
 
 
 MESSAGE_HEADERS = ("msg_id", "queue", "priority", "state", "read_ct", "lease", "vt", "payload")
@@ -160,7 +182,7 @@ STATS_HEADERS = (
     "expired",
     "delayed",
     "dead",
-    "oldest_ready_s",
+    "oldest_ready_age",
     "max_read_ct",
     "paused",
 )
@@ -170,10 +192,20 @@ def _age(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds:.1f}"
 
 
-def stats(result: QueueStats, fmt: Format) -> None:
+def stats(
+    result: QueueStats, fmt: Format, sampled: frozenset[tuple[str, int]] | None = None
+) -> None:
+    """`sampled`: with --estimate, the (queue, priority) groups with an estimated number;
+    every format then marks each row (`estimated`: yes/no, or true/false in JSON)."""
+
+    def estimated(r: PriorityStats) -> bool:
+        return sampled is not None and (r.queue, r.priority) in sampled
+
     if fmt is Format.json:
-        _json_lines(r.to_json() for r in result.rows)
+        marks = [{} if sampled is None else {"estimated": estimated(r)} for r in result.rows]
+        _json_lines({**r.to_json(), **m} for r, m in zip(result.rows, marks, strict=True))
         return
+    headers = STATS_HEADERS if sampled is None else (*STATS_HEADERS, "estimated")
     rows = [
         [
             r.queue,
@@ -183,14 +215,15 @@ def stats(result: QueueStats, fmt: Format) -> None:
             r.expired,
             r.delayed,
             r.dead,
-            _age(r.oldest_ready_age_s),
+            _age(r.oldest_ready_age),
             r.max_read_ct,
             "yes" if r.paused else "no",
+            *([] if sampled is None else ["yes" if estimated(r) else "no"]),
         ]
         for r in result.rows
     ]
     if fmt is not Format.rich:
-        write_table(fmt, STATS_HEADERS, rows, "")
+        write_table(fmt, headers, rows, "")
         return
     from rich.console import Console
     from rich.table import Table
@@ -200,7 +233,7 @@ def stats(result: QueueStats, fmt: Format) -> None:
         title=f"pgq stats — priority {MAX_PRIORITY} is most urgent, claimed first",
         title_justify="left",
     )
-    for header in STATS_HEADERS:
+    for header in headers:
         table.add_column(header, justify="right" if header != "queue" else "left")
     table.add_column("ready", justify="left")
     widest = max((r.ready for r in result.rows), default=0)
@@ -383,7 +416,7 @@ def watch_view(
         _per_second(frame.ack_rate),
         _rates_scope(queue),
         "  oldest ready ",
-        (_age_with_unit(frame.oldest_ready_age_s), "bold yellow"),
+        (_age_with_unit(frame.oldest_ready_age), "bold yellow"),
         ("  (estimated counts)" if frame.estimated else ""),
     )
     table = Table(
@@ -403,7 +436,7 @@ def watch_view(
             r.queue,
             str(r.priority),
             *(f"{getattr(r, s):,}" for s in EFFECTIVE_STATES),
-            _age_with_unit(r.oldest_ready_age_s),
+            _age_with_unit(r.oldest_ready_age),
             "yes" if r.paused else "",
             Text(bar, style="green"),
         )
@@ -428,13 +461,13 @@ def watch_text(frame: Frame, *, queue: str | None = None) -> str:
     summary = (
         f"frame {frame.number}  {when}  claims {rate(frame.claim_rate)}  "
         f"sends {rate(frame.send_rate)}  acks {rate(frame.ack_rate)}"
-        f"{_rates_scope(queue)}  oldest ready {_age_with_unit(frame.oldest_ready_age_s)}"
+        f"{_rates_scope(queue)}  oldest ready {_age_with_unit(frame.oldest_ready_age)}"
         + ("  (estimated counts)" if frame.estimated else "")
     )
     lines = [summary, "\t".join(STATS_HEADERS)]
     for r in frame.stats.rows:
         cells = (r.queue, r.priority, r.ready, r.leased, r.expired, r.delayed, r.dead,
-                 _age(r.oldest_ready_age_s), r.max_read_ct, "yes" if r.paused else "no")
+                 _age(r.oldest_ready_age), r.max_read_ct, "yes" if r.paused else "no")
         lines.append("\t".join(map(str, cells)))
     return "\n".join(lines) + "\n\n"
 

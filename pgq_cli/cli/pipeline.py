@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from ..core import checks
-from ..core.errors import InvalidInput, NothingDone
+from ..core.errors import InvalidInput
 
 STDIN = "-"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,24 +81,3 @@ def read_claimed(stream: IO[str]) -> list[Leased]:
         found.append(Leased(msg_id, lease))
     return found
 
-
-def each(
-    claimed: Iterable[Leased], act: Callable[[Leased], T]
-) -> tuple[list[tuple[Leased, T]], NothingDone | None]:
-    """Run `act` on every message on its own; return what was done and the first refusal.
-
-    A refusal (unknown id, stale lease) does not stop the others."""
-    done: list[tuple[Leased, T]] = []
-    refusals: list[NothingDone] = []
-    for item in claimed:
-        try:
-            done.append((item, act(item)))
-        except NothingDone as exc:
-            refusals.append(exc)
-    if not refusals:
-        return done, None
-    first = refusals[0]
-    if len(refusals) > 1:
-        first = type(first)(f"{first.message} (and {len(refusals) - 1} more)", hint=first.hint)
-    first.done = tuple(sorted(item.msg_id for item, _ in done))
-    return done, first

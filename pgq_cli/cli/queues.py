@@ -16,7 +16,7 @@ from ..core.errors import InvalidInput
 from . import output as render
 from .boundary import boundary, say
 from .connection import session
-from .options import DsnOpt, FormatOpt, JsonOpt, QueueArg, SchemaOpt
+from .options import DsnOpt, FormatOpt, HeaderOpt, JsonOpt, QueueArg, SchemaOpt
 from .output import Format
 
 # Registered by `main.build_app`. Typer lists a Typer's own commands before its groups, so
@@ -35,9 +35,11 @@ def queues(
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
+    header: HeaderOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """List queues (with messages or settings): max deliveries, pause, depth by state."""
+    render.plain_header(header)
     fmt = render.resolve_format(fmt, json_out)
     with session("queues", dsn, schema) as q:
         found = [info.to_json() for info in q.queues()]

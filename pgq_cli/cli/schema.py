@@ -13,7 +13,7 @@ from ..ops.grants import DEFAULT_ROLE_PREFIX, grant_sql
 from . import output as render
 from .boundary import boundary, say
 from .connection import session
-from .options import DsnOpt, FormatOpt, JsonOpt, SchemaOpt
+from .options import DsnOpt, FormatOpt, HeaderOpt, JsonOpt, SchemaOpt
 from .output import Format
 
 MIGRATE_LOCK_TIMEOUT_MS = 3_000
@@ -50,9 +50,11 @@ def migrate(
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
+    header: HeaderOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
     """Create or upgrade the pgq schema. Safe to run again; concurrent runs take turns."""
+    render.plain_header(header)
     from ..core import migrate as migrator  # psycopg: loaded when it runs, not for help
 
     fmt = render.resolve_format(fmt, json_out)

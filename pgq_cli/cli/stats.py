@@ -7,7 +7,7 @@ down), collect through `ops.thresholds`, render.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -23,7 +23,7 @@ from ..ops import thresholds as health
 from . import output as render
 from .boundary import boundary, say
 from .connection import session
-from .options import DsnOpt, JsonOpt, SchemaOpt
+from .options import DsnOpt, HeaderOpt, JsonOpt, SchemaOpt
 from .output import Format
 
 if TYPE_CHECKING:
@@ -135,16 +135,17 @@ def stats_emit(
     """
     # Prometheus output carries fair queues' top keys too (pgq_key_messages).
     snapshot = health.collect(q, queue=queue, estimate=estimate, by_key=plan.fmt is None)
+    if plan.textfile is not None:
+        # Groups the previous textfile reported and that have since drained: written at 0.
+        previous = prometheus.groups_in_textfile(
+            plan.textfile / plan.textfile_name, schema=schema, queue=queue
+        )
+        drained = snapshot.stats.with_drained(previous, q.configured(queue=queue))
+        snapshot = replace(snapshot, stats=drained)
     crossed = health.breaches(snapshot.stats, plan.thresholds)
-    if plan.fmt is Format.json and estimate:
-        # Each row says whether any of its numbers is estimated from a sample.
-        rows = [
-            {**r.to_json(), "estimated": (r.queue, r.priority) in snapshot.sampled}
-            for r in snapshot.stats.rows
-        ]
-        render.records(rows, (), Format.json)
-    elif plan.fmt is not None:
-        render.stats(snapshot.stats, plan.fmt)
+    if plan.fmt is not None:
+        # With --estimate, every format marks the rows with a number from the sample.
+        render.stats(snapshot.stats, plan.fmt, snapshot.sampled if estimate else None)
     else:
         # The exposition format is built in ops/prometheus.py: a wire format, not a table.
         text = prometheus.render(snapshot, schema=schema, breached=crossed)
@@ -166,6 +167,7 @@ def stats(
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
+    header: HeaderOpt = False,
     fmt: StatsFormatOpt = StatsFormat.auto,
     textfile_dir: TextfileDirOpt = None,
     textfile_name: TextfileNameOpt = DEFAULT_TEXTFILE_NAME,
@@ -188,6 +190,7 @@ def stats(
     For cron and alerting: --format prometheus (--textfile-dir for node_exporter) and
     --fail-if thresholds, which exit 3 when crossed.
     """
+    render.plain_header(header)
     plan = stats_plan(fmt, json_out, textfile_dir, textfile_name, fail_if)
     with boundary():
         if queue is not None:

@@ -67,7 +67,7 @@ class NotFound(NothingDone):
 class StaleLease(NothingDone):
     """the lease token is not the message's current lease."""
 
-    hint = "the lease expired and the message may have been claimed again; do not ack it"
+    hint = "the message is no longer yours: do not act on it again"
 
 
 class EmptyClaim(NothingDone):

@@ -30,8 +30,9 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.FAILURE: "unexpected failure (a bug: rerun with `--debug` and report it)",
     ExitCode.USAGE: "usage error or invalid input (priority out of 1..10, bad queue name, "
     "bad id)",
-    ExitCode.NOTHING_DONE: "nothing done that was required: unknown id, stale lease, empty "
-    "claim with `--fail-if-empty`; `pgq embedded status`: not running",
+    ExitCode.NOTHING_DONE: "nothing done that was required: an id not acked or requeued "
+    "(unknown, stale lease; the other ids are done), empty claim with `--fail-if-empty`; "
+    "`pgq embedded status`: not running",
     ExitCode.BAD_PAYLOAD: "bad payload: not JSON, or over the 1 MiB cap",
     ExitCode.UNAVAILABLE: "database unreachable, or the connection went away",
     ExitCode.TEMPORARY: "temporary: statement or lock timeout, deadlock, serialization "

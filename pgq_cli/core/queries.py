@@ -359,9 +359,10 @@ WHERE msg_id = %(msg_id)s
 RETURNING msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload, key
 """
 
-# Which of the given ids exist at all (to tell "unknown id" from "stale lease").
-EXISTING_IDS: LiteralString = """
-SELECT msg_id
+# Where each id that was not done stands now, to say what happened to it: gone (unknown),
+# leased under another token (claimed again), or given back (ready, delayed, dead).
+WHERE_NOW: LiteralString = """
+SELECT msg_id, state, read_ct
 FROM {messages}
 WHERE msg_id = ANY(%(ids)s)
 """
@@ -376,7 +377,7 @@ SELECT queue,
        count(*) FILTER (WHERE s = 'delayed') AS delayed,
        count(*) FILTER (WHERE s = 'dead') AS dead,
        extract(epoch FROM now() - min(enqueued_at) FILTER (WHERE s = 'ready'))
-           AS oldest_ready_age_s,
+           AS oldest_ready_age,
        coalesce(max(read_ct), 0) AS max_read_ct,
        -- Whether claim skips this queue/priority (pgq pause); one PK probe per group.
        coalesce(
@@ -503,6 +504,15 @@ GET_QUEUE: LiteralString = """
 SELECT queue, max_deliveries, paused, paused_below_priority, updated_at
 FROM {queues}
 WHERE queue = %(queue)s
+"""
+
+# The configured queues (a row in queues): stats reports them at 0 once they drain, so
+# their gauges do not go stale. Read here, never recorded on send (sends stay one INSERT).
+CONFIGURED_QUEUES: LiteralString = """
+SELECT queue, max_deliveries, paused, paused_below_priority, updated_at
+FROM {queues}
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+ORDER BY queue
 """
 
 # Every queue that has settings or messages, with its depth by state. Counting is a scan

@@ -126,6 +126,32 @@ class Sent:
 
 
 @dataclass(frozen=True)
+class IdResult:
+    """What `ack_each`/`requeue_each` did with one id.
+
+    `result`: "acked" or "requeued" when done; otherwise "unknown" (no such message),
+    "stale_lease" (a lease token was given and it is not the message's current lease) or
+    "not_leased" (no token was given and the message cannot take it: a dead letter given
+    back, or a message that is not leased extended). `reason` says what happened to a
+    message that was not done; `state` is where a requeued message went (ready, delayed,
+    dead), or where a message not done stands now.
+    """
+
+    msg_id: int
+    result: str
+    reason: str = ""
+    state: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.result in ("acked", "requeued")
+
+    def to_json(self) -> dict[str, Any]:
+        """Stable field names for `--json`: one object per id."""
+        return {"msg_id": self.msg_id, "result": self.result}
+
+
+@dataclass(frozen=True)
 class PriorityStats:
     queue: str
     priority: int
@@ -134,7 +160,7 @@ class PriorityStats:
     expired: int
     delayed: int
     dead: int
-    oldest_ready_age_s: float | None
+    oldest_ready_age: float | None
     max_read_ct: int
     # Claim skips this queue/priority (`Queue.pause`); most are not paused.
     paused: bool = False
@@ -148,7 +174,7 @@ class PriorityStats:
             "expired": self.expired,
             "delayed": self.delayed,
             "dead": self.dead,
-            "oldest_ready_age_s": self.oldest_ready_age_s,
+            "oldest_ready_age": self.oldest_ready_age,
             "max_read_ct": self.max_read_ct,
             "paused": self.paused,
         }
@@ -164,6 +190,78 @@ class QueueStats:
     def total(self) -> int:
         return sum(r.ready + r.leased + r.expired + r.delayed + r.dead for r in self.rows)
 
+    def with_drained(
+        self, groups: Iterable[tuple[str, int]], settings: Iterable[QueueSettings] = ()
+    ) -> QueueStats:
+        """These stats plus a row of zeros for each (queue, priority) in `groups` that has
+        none (a queue that drained reports 0 instead of vanishing), paused as `settings`
+        say; rows stay in stats order (queue, then priority 10 first)."""
+        present = {(r.queue, r.priority) for r in self.rows}
+        paused = {s.queue: s for s in settings}
+        added = [
+            PriorityStats(
+                queue, priority, 0, 0, 0, 0, 0, None, 0,
+                paused=queue in paused and paused[queue].is_paused(priority),
+            )
+            for queue, priority in sorted(set(groups) - present)
+        ]
+        if not added:
+            return self
+        rows = sorted([*self.rows, *added], key=lambda r: (r.queue, -r.priority))
+        return QueueStats(tuple(rows))
+
+
+def _not_done(msg_id: int, now: tuple[str, int] | None, lease: uuid.UUID | None) -> IdResult:
+    """Why `msg_id` was not done, from where it stands now (`now`: state, read_ct)."""
+    if now is None:
+        return IdResult(msg_id, "unknown", f"no such message: {msg_id} (acked already, or purged)")
+    state, read_ct = now
+    if lease is None:
+        if state == "dead":
+            return IdResult(msg_id, "not_leased", f"message {msg_id} is a dead letter", state)
+        return IdResult(msg_id, "not_leased", f"message {msg_id} is {state}, not leased", state)
+    # The token is not current. A claim gives a fresh token, and only a requeue (by the
+    # holder, or a claim returning an expired lease) clears it: the state says which.
+    if state == "leased":
+        what = f"was claimed again by another consumer (delivery {read_ct})"
+    elif state == "delayed":
+        what = "was requeued by its holder with a delay"
+    elif state == "dead":
+        what = "went to dead letters (its last delivery was given back or ran out)"
+    else:
+        what = "is ready again: it was requeued, or its lease expired and it was returned"
+    return IdResult(
+        msg_id, "stale_lease", f"lease is not current: message {msg_id} {what}", state
+    )
+
+
+def _done_or_raise(results: Sequence[IdResult]) -> list[int]:
+    """The done ids, sorted; if any id was not done, raise for the first such one, with
+    every done id on the error (the library's all-or-error shape of `ack_each`)."""
+    done = sorted(r.msg_id for r in results if r.done)
+    failed = [r for r in results if not r.done]
+    if not failed:
+        return done
+    unknown = [r for r in failed if r.result == "unknown"]
+    error: NothingDone
+    if unknown:
+        error = NotFound(
+            f"no such message: {', '.join(str(r.msg_id) for r in unknown[:10])} "
+            "(acked already, or purged)"
+        )
+    elif failed[0].result == "stale_lease":
+        error = StaleLease(failed[0].reason)
+    elif failed[0].state == "dead":
+        error = NotFound(
+            failed[0].reason,
+            hint="dead letters are redriven with redrive_dead()",
+            params=("redrive_dead()",),
+        )
+    else:
+        error = NotFound(failed[0].reason, hint="claim it first")
+    error.done = tuple(done)
+    raise error
+
 
 def _copy_text(payload: str) -> str:
     """A payload as a field of COPY's text format."""
@@ -172,11 +270,6 @@ def _copy_text(payload: str) -> str:
     if "\n" in payload or "\r" in payload or "\t" in payload:
         payload = payload.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
     return payload
-
-
-def _with_done(error: NothingDone, done: set[int]) -> NothingDone:
-    error.done = tuple(sorted(done))
-    return error
 
 
 def _sort_claim_order(messages: Iterable[Message]) -> list[Message]:
@@ -595,45 +688,33 @@ class Queue:
 
     # -- ack / requeue / extend --------------------------------------------------------
 
-    def _explain_missing(self, wanted: list[int], done: set[int], lease: uuid.UUID | None) -> None:
-        missing = [i for i in wanted if i not in done]
-        if not missing:
-            return
-        with translated():
-            rows = self.conn.execute(
-                self.compose(queries.EXISTING_IDS), {"ids": missing}
-            ).fetchall()
-        existing = {int(r[0]) for r in rows}
-        unknown = [i for i in missing if i not in existing]
-        if unknown:
-            raise _with_done(
-                NotFound(
-                    f"no such message: {', '.join(map(str, unknown[:10]))}",
-                    hint="it may have been acked already",
-                ),
-                done,
-            )
-        if lease is not None:
-            raise _with_done(
-                StaleLease(
-                    f"lease is not current for message {', '.join(map(str, missing[:10]))}"
-                ),
-                done,
-            )
-        raise _with_done(
-            NotFound(
-                f"message {', '.join(map(str, missing[:10]))} is not in a state for that",
-                hint="dead letters are redriven with redrive_dead()",
-                params=("redrive_dead()",),
-            ),
-            done,
-        )
+    def _explain_missing(
+        self, wanted: list[int], done: dict[int, str], lease: uuid.UUID | None, done_as: str
+    ) -> list[IdResult]:
+        """One IdResult per wanted id, in the order given (repeats once): done ones as
+        `done_as`, the others with what happened to them, read after the fact."""
+        order = list(dict.fromkeys(wanted))
+        missing = [i for i in order if i not in done]
+        now: dict[int, tuple[str, int]] = {}
+        if missing:
+            with translated():
+                rows = self.conn.execute(
+                    self.compose(queries.WHERE_NOW), {"ids": missing}
+                ).fetchall()
+            now = {int(r[0]): (str(r[1]), int(r[2])) for r in rows}
+        return [
+            IdResult(i, done_as, state=done[i]) if i in done
+            else _not_done(i, now.get(i), lease)
+            for i in order
+        ]
 
-    def ack(self, ids: Iterable[int], *, lease: str | uuid.UUID | None = None) -> list[int]:
-        """Delete (acknowledge) messages. With a lease token, only where it is current.
+    def ack_each(
+        self, ids: Iterable[int], *, lease: str | uuid.UUID | None = None
+    ) -> list[IdResult]:
+        """Delete (acknowledge) messages, each id on its own; one IdResult per id.
 
-        One autocommit DELETE; ids that were done are returned. Raises NotFound for unknown
-        ids and StaleLease for a stale token, after acking all the others.
+        One autocommit DELETE (with a lease token, only where it is current); then one
+        read of the ids that were not done, to say why.
         """
         wanted = check_ids(ids)
         token = check_lease(lease)
@@ -641,9 +722,15 @@ class Queue:
             rows = self.conn.execute(
                 self._rendered_sql(queries.ACK), {"ids": wanted, "lease": token}
             ).fetchall()
-        done = {int(r[0]) for r in rows}
-        self._explain_missing(wanted, done, token)
-        return sorted(done)
+        return self._explain_missing(wanted, {int(r[0]): "" for r in rows}, token, "acked")
+
+    def ack(self, ids: Iterable[int], *, lease: str | uuid.UUID | None = None) -> list[int]:
+        """Delete (acknowledge) messages. With a lease token, only where it is current.
+
+        One autocommit DELETE; ids that were done are returned. Raises NotFound for unknown
+        ids and StaleLease for a stale token, after acking all the others.
+        """
+        return _done_or_raise(self.ack_each(ids, lease=lease))
 
     def requeue(
         self,
@@ -666,14 +753,25 @@ class Queue:
         delay: float = 0.0,
     ) -> dict[int, str]:
         """`requeue`, returning the state each message went to ('ready', 'delayed', 'dead')."""
+        results = self.requeue_each(ids, lease=lease, delay=delay)
+        _done_or_raise(results)
+        return {r.msg_id: str(r.state) for r in results}
+
+    def requeue_each(
+        self,
+        ids: Iterable[int],
+        *,
+        lease: str | uuid.UUID | None = None,
+        delay: float = 0.0,
+    ) -> list[IdResult]:
+        """`requeue`, each id on its own; one IdResult per id (`state`: where it went)."""
         wanted = check_ids(ids)
         token = check_lease(lease)
         params = {"ids": wanted, "lease": token, "delay": check_seconds(delay, "delay")}
         with translated():
             rows = self.conn.execute(self.compose(queries.REQUEUE), params).fetchall()
         done = {int(r[0]): str(r[1]) for r in rows}
-        self._explain_missing(wanted, set(done), token)
-        return done
+        return self._explain_missing(wanted, done, token, "requeued")
 
     def redrive_dead(
         self,
@@ -737,8 +835,7 @@ class Queue:
             cur.execute(self.compose(queries.EXTEND), params)
             found = self._messages(cur)
         if not found:
-            self._explain_missing([checked], set(), token)
-            raise NotFound(f"message {checked} is not leased", hint="claim it first")
+            _done_or_raise(self._explain_missing([checked], {}, token, "extended"))
         return found[0]
 
     # -- purge -------------------------------------------------------------------------
@@ -887,12 +984,35 @@ class Queue:
     # -- stats -------------------------------------------------------------------------
 
     def stats(self, *, queue: str | None = None) -> QueueStats:
-        """Counts per queue and priority by state, oldest ready age, max read_ct. Read-only."""
+        """Counts per queue and priority by state, oldest ready age, max read_ct. Read-only.
+
+        A configured queue (`configure`, `pause`) with no message at all reports one row of
+        zeros at the default priority: a drained queue does not vanish.
+        """
         if queue is not None:
             check_queue(queue)
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
             cur.execute(self.compose(queries.STATS), {"queue": queue})
             rows = cur.fetchall()
+        return self.with_configured(self._stats_of(rows), queue=queue)
+
+    def configured(self, *, queue: str | None = None) -> list[QueueSettings]:
+        """The settings of every configured queue (a row in `<schema>.queues`), or of
+        `queue` only. Read-only."""
+        with translated(), self.conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(self.compose(queries.CONFIGURED_QUEUES), {"queue": queue})
+            return [settings_from_row(r) for r in cur.fetchall()]
+
+    def with_configured(self, stats: QueueStats, *, queue: str | None = None) -> QueueStats:
+        """`stats` plus a row of zeros at the default priority for each configured queue
+        (or `queue`) that has no row in it."""
+        configured = self.configured(queue=queue)
+        present = {r.queue for r in stats.rows}
+        missing = [(s.queue, DEFAULT_PRIORITY) for s in configured if s.queue not in present]
+        return stats.with_drained(missing, configured)
+
+    @staticmethod
+    def _stats_of(rows: Sequence[dict[str, Any]]) -> QueueStats:
         return QueueStats(
             tuple(
                 PriorityStats(
@@ -903,8 +1023,8 @@ class Queue:
                     expired=int(r["expired"]),
                     delayed=int(r["delayed"]),
                     dead=int(r["dead"]),
-                    oldest_ready_age_s=(
-                        None if r["oldest_ready_age_s"] is None else float(r["oldest_ready_age_s"])
+                    oldest_ready_age=(
+                        None if r["oldest_ready_age"] is None else float(r["oldest_ready_age"])
                     ),
                     max_read_ct=int(r["max_read_ct"]),
                     paused=bool(r["paused"]),

@@ -374,7 +374,7 @@ class Worker:
             return
         with self.conn_lock, translated():
             rows = self.q.conn.execute(
-                self.q.compose(queries.EXISTING_IDS), {"ids": unconfirmed}
+                self.q.compose(queries.WHERE_NOW), {"ids": unconfirmed}
             ).fetchall()
         self.acked += len(unconfirmed) - len(rows)
 

@@ -151,7 +151,7 @@ class _Counts:
         return PriorityStats(
             queue=key[0], priority=key[1], ready=self.ready, leased=self.leased,
             expired=self.expired, delayed=self.delayed, dead=self.dead,
-            oldest_ready_age_s=max(self.ages) if self.ages else None,
+            oldest_ready_age=max(self.ages) if self.ages else None,
             max_read_ct=self.max_read_ct, paused=paused,
         )
 
@@ -171,7 +171,7 @@ def _count_small_classes(
     if any(exact.values()):
         for r in cur.execute(q.compose(ops_queries.ESTIMATE_NOT_READY), {**params, **exact}):
             g = _group(groups, (r["queue"], int(r["priority"])))
-            age = r["oldest_ready_age_s"]
+            age = r["oldest_ready_age"]
             for state in EFFECTIVE_STATES:
                 g.add(state, int(r[state]), int(r["max_read_ct"]),
                       None if age is None else float(age))

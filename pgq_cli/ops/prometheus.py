@@ -82,7 +82,7 @@ def render(
         where: dict[str, str | int] = {"schema": schema, "queue": r.queue, "priority": r.priority}
         for state in EFFECTIVE_STATES:
             messages.add(getattr(r, state), **where, state=state)
-        oldest.add(r.oldest_ready_age_s or 0.0, **where)
+        oldest.add(r.oldest_ready_age or 0.0, **where)
         read_ct.add(r.max_read_ct, **where)
         paused.add(1 if r.paused else 0, **where)
     by_key = _Family(
@@ -124,6 +124,44 @@ def render(
     if len(threshold.lines) > 2:
         families.append(threshold)
     return "\n".join(line for f in families for line in f.lines) + "\n"
+
+
+# One `pgq_messages{...} value` sample line, and one `name="value"` label inside it.
+_MESSAGES_SAMPLE = re.compile(r"^pgq_messages\{(?P<labels>.*)\}\s")
+_LABEL = re.compile(r'(?P<name>[A-Za-z_][A-Za-z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
+_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
+def _unescape_label(value: str) -> str:
+    return re.sub(r"\\[\\\"n]", lambda m: _UNESCAPE[m.group(0)], value)
+
+
+def groups_in_textfile(
+    path: str | Path, *, schema: str, queue: str | None = None
+) -> set[tuple[str, int]]:
+    """The (queue, priority) groups of `schema` (and `queue`, if given) that a previous
+    textfile reported, so a queue that has since drained is written again at 0 rather than
+    vanishing (its gauges would go stale). No file, or an unreadable one: none."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    groups: set[tuple[str, int]] = set()
+    for line in text.splitlines():
+        match = _MESSAGES_SAMPLE.match(line)
+        if match is None:
+            continue
+        labels = {
+            m.group("name"): _unescape_label(m.group("value"))
+            for m in _LABEL.finditer(match.group("labels"))
+        }
+        if labels.get("schema") != schema or "queue" not in labels:
+            continue
+        if queue is not None and labels["queue"] != queue:
+            continue
+        if labels.get("priority", "").isdigit():
+            groups.add((labels["queue"], int(labels["priority"])))
+    return groups
 
 
 def check_filename(name: str) -> str:

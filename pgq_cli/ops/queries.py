@@ -56,7 +56,7 @@ SELECT queue,
        count(*) FILTER (WHERE s = 'delayed') AS delayed,
        count(*) FILTER (WHERE s = 'dead') AS dead,
        extract(epoch FROM now() - min(enqueued_at) FILTER (WHERE s = 'ready'))
-           AS oldest_ready_age_s,
+           AS oldest_ready_age,
        coalesce(max(read_ct), 0) AS max_read_ct
 FROM (
     SELECT queue, priority, read_ct, enqueued_at, """

@@ -61,6 +61,7 @@ def collect(
         from . import estimate as estimate_module
 
         stats, sampled = estimate_module.estimate(q, queue=queue)
+        stats = q.with_configured(stats, queue=queue)  # as Queue.stats does
     else:
         stats, sampled = q.stats(queue=queue), frozenset()
     keys = tuple(q.key_breakdown(queue=queue)) if by_key else ()
@@ -74,7 +75,7 @@ def _total(state: str) -> Callable[[Sequence[PriorityStats]], float]:
 
 
 def _oldest_ready_age(rows: Sequence[PriorityStats]) -> float:
-    return max((r.oldest_ready_age_s or 0.0 for r in rows), default=0.0)
+    return max((r.oldest_ready_age or 0.0 for r in rows), default=0.0)
 
 
 def _max_read_ct(rows: Sequence[PriorityStats]) -> float:

@@ -65,8 +65,8 @@ class Frame:
     ack_rate: float | None
 
     @property
-    def oldest_ready_age_s(self) -> float | None:
-        ages = [r.oldest_ready_age_s for r in self.stats.rows if r.oldest_ready_age_s is not None]
+    def oldest_ready_age(self) -> float | None:
+        ages = [r.oldest_ready_age for r in self.stats.rows if r.oldest_ready_age is not None]
         return max(ages) if ages else None
 
     def to_json(self) -> dict[str, Any]:
@@ -81,7 +81,7 @@ class Frame:
             "claim_rate": self.claim_rate,
             "send_rate": self.send_rate,
             "ack_rate": self.ack_rate,
-            "oldest_ready_age_s": self.oldest_ready_age_s,
+            "oldest_ready_age": self.oldest_ready_age,
             "rows": [r.to_json() for r in self.stats.rows],
         }
 

@@ -211,3 +211,55 @@ def test_cli_send_with_dedup_key_and_key(cli: Cli) -> None:
     assert sent.exit_code == 0, sent.stderr
     peeked = json.loads(cli("peek", "--json").stdout)
     assert (peeked["msg_id"], peeked["key"]) == (int(sent.stdout), "tenant-a")
+
+
+def test_cli_envelope_lines_with_a_dedup_key_send_once_in_file_order(
+    cli: Cli, tmp_path: Any, conn: psycopg.Connection[Any]
+) -> None:
+    path = tmp_path / "orders.ndjson"
+    path.write_text(
+        '{"payload": {"n": 1}}\n'
+        '{"payload": {"n": 2}, "dedup_key": "order-2"}\n'
+        '{"payload": {"n": 3}, "priority": 8}\n'
+        '{"payload": {"n": 2}, "dedup_key": "order-2"}\n'
+        '{"payload": {"n": 4}, "dedup_key": "order-4", "key": "acme", "priority": 9}\n'
+    )
+    first = cli("send", "-q", "jobs", "--file", str(path), "--envelope")
+    assert first.exit_code == 0, first.stderr
+    ids = [int(line) for line in first.stdout.splitlines()]
+    assert len(ids) == 5
+    assert ids[3] == ids[1]  # the same key twice in one file: one message
+    assert ids[0] < ids[1] < ids[2] < ids[4]  # file order, across the COPY runs
+    assert _messages(conn, "jobs") == sorted({*ids})
+    row = conn.execute(
+        "SELECT payload, priority, key FROM pgq.messages WHERE msg_id = %s", (ids[4],)
+    ).fetchone()
+    assert row == ({"n": 4}, 9, "acme")
+
+    # The producer retries the whole file: lines with a dedup key send nothing and give
+    # the first ids; lines without are sent again.
+    again = cli("send", "-q", "jobs", "--file", str(path), "--envelope")
+    assert again.exit_code == 0, again.stderr
+    retried = [int(line) for line in again.stdout.splitlines()]
+    assert (retried[1], retried[3], retried[4]) == (ids[1], ids[3], ids[4])
+    assert retried[0] not in ids and retried[2] not in ids
+    assert len(_messages(conn, "jobs")) == 4 + 2
+    assert conn.execute("SELECT count(*) FROM pgq.dedup_keys").fetchone() == (2,)
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ('{"payload": 1, "dedup_key": ""}', "line 2: dedup_key must be a non-empty string"),
+        ('{"payload": 1, "dedup_key": 7}', "line 2: dedup_key must be a non-empty string"),
+    ],
+)
+def test_a_bad_dedup_key_in_an_envelope_line_writes_nothing(
+    cli: Cli, tmp_path: Any, conn: psycopg.Connection[Any], line: str, says: str
+) -> None:
+    path = tmp_path / "bad.ndjson"
+    path.write_text('{"payload": {"ok": true}, "dedup_key": "fine"}\n' + line + "\n")
+    result = cli("send", "--file", str(path), "--envelope")
+    assert says in assert_failed(result, 2)
+    assert _messages(conn) == []
+    assert conn.execute("SELECT count(*) FROM pgq.dedup_keys").fetchone() == (0,)

@@ -6,11 +6,17 @@ promoted, and clients on one multi-host DSN carry on.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 import pytest
 from conftest import Cli
@@ -88,23 +94,25 @@ def test_a_retried_send_with_its_dedup_key_makes_no_duplicate_across_a_failover(
 MESSAGES = 150
 KILL_AFTER_SENT = 50
 VT_S = 5.0
-# Each message takes this long to process, so a crash almost always finds a batch leased.
-PROCESSING_S = 0.02
 RECONNECT_TIMEOUT_S = 60.0
+# The consumer's command: record the message it was given and when (CLOCK_MONOTONIC is one
+# clock for every process on the machine, so the test can compare it with its own).
+RECORD = (
+    "import os, sys, time\n"
+    "with open(sys.argv[1], 'a') as out:\n"
+    "    out.write(f\"{os.environ['PGQ_MSG_ID']} {time.monotonic()}\\n\")\n"
+)
 
 
 @dataclass
 class Run:
-    """What the producer and the consumer saw, shared between their threads."""
+    """What the producer saw, shared with the test's thread."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     sent: dict[int, int] = field(default_factory=dict)  # message number -> msg_id
-    processed: list[tuple[int, float]] = field(default_factory=list)  # (msg_id, monotonic)
-    in_flight: set[int] = field(default_factory=set)  # claimed, ack not yet confirmed
     reconnects: Counter[str] = field(default_factory=Counter)
     errors: list[BaseException] = field(default_factory=list)
     producer_done: threading.Event = field(default_factory=threading.Event)
-    stop: threading.Event = field(default_factory=threading.Event)
 
 
 def _producer(dsn: str, run: Run) -> None:
@@ -133,98 +141,108 @@ def _producer(dsn: str, run: Run) -> None:
         run.producer_done.set()
 
 
-def _consumer(dsn: str, run: Run) -> None:
-    """Claim with a 5 s lease, process, ack with the lease; on a lost connection reconnect
-    and go on (what was in flight comes back when its lease runs out)."""
-
-    def consume(conn: reconnect.Connection) -> None:
-        queue = Queue(conn)
-        while not run.stop.is_set():
-            batch = queue.claim(queue="orders", qty=5, vt=VT_S)
-            if not batch:
-                time.sleep(0.05)
-                continue
-            with run.lock:
-                run.in_flight.update(m.msg_id for m in batch)
-            for message in batch:
-                time.sleep(PROCESSING_S)
-                with run.lock:
-                    run.processed.append((message.msg_id, time.monotonic()))
-                queue.ack([message.msg_id], lease=message.lease)
-                with run.lock:
-                    run.in_flight.discard(message.msg_id)
-
-    def lost(_: Exception) -> None:
-        run.reconnects["consumer"] += 1
-
-    try:
-        reconnect.run_reconnecting(lambda: _dial(dsn, "consumer"), consume,
-                                   timeout_s=RECONNECT_TIMEOUT_S, on_reconnect=lost)
-    except BaseException as exc:
-        run.errors.append(exc)
+def _start_worker(pgq_bin: str, dsn: str, record: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """`pgq work` as a user runs it: one message at a time (so at most one lease is live at
+    any instant), a 5 s lease, reconnecting for up to a minute."""
+    argv = [
+        pgq_bin, "work", "-q", "orders", "--vt", "5s", "--wait", "1s",
+        "--reconnect-timeout", f"{RECONNECT_TIMEOUT_S:g}s", "-v",
+        "--", sys.executable, "-c", RECORD, str(record),
+    ]
+    env = {**os.environ, "PGQ_DSN": dsn}
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def test_failover_mid_stream_loses_no_message_and_the_consumer_recovers_by_itself(
-    pair: FailoverPair,
+def _processed(record: Path) -> list[tuple[int, float]]:
+    """(msg_id, monotonic) for each run of the command, in order; a half-written last line
+    (the command is writing it now) is left for the next look."""
+    if not record.exists():
+        return []
+    rows = []
+    for line in record.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            rows.append((int(parts[0]), float(parts[1])))
+    return rows
+
+
+def test_failover_mid_stream_loses_no_message_and_pgq_work_recovers_by_itself(
+    pair: FailoverPair, pgq_bin: str, tmp_path: Path
 ) -> None:
     dsn = pair.migrated_database()
+    record = tmp_path / "processed.txt"
     run = Run()
-    threads = [
-        threading.Thread(target=_producer, args=(dsn, run), name="producer"),
-        threading.Thread(target=_consumer, args=(dsn, run), name="consumer"),
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while len(run.sent) < KILL_AFTER_SENT:
-            assert time.monotonic() < deadline and not run.errors, run.errors
-            time.sleep(0.01)
-        pair.kill_primary()
-        # Nobody can claim or ack now (the standby refuses read-write sessions): what is
-        # claimed and not acked at this instant is what may be delivered twice.
-        with run.lock:
-            live_at_crash = set(run.in_flight)
-            processed_before = len(run.processed)
-        time.sleep(1)  # the clients notice and retry against a cluster with no primary
-        pair.promote_standby()
-        assert pair.promoted_at is not None
-        assert run.producer_done.wait(90), "the producer never finished"
-        assert not run.errors, run.errors
-        # The consumer catches up alone, including what was leased at the crash (that
-        # comes back after VT): until every message is processed and the queue is empty.
-        deadline = time.monotonic() + 60
-        with _dial(dsn, "check") as check:
-            while not (
-                {msg_id for msg_id, _ in run.processed} >= set(run.sent.values())
-                and check.execute("SELECT count(*) FROM pgq.messages").fetchone() == (0,)
-            ):
-                assert time.monotonic() < deadline, "the consumer did not recover by itself"
-                assert not run.errors, run.errors
-                time.sleep(0.05)
-    finally:
-        run.stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+    producer = threading.Thread(target=_producer, args=(dsn, run), name="producer")
+    with (tmp_path / "work.log").open("wb") as log:
+        worker = _start_worker(pgq_bin, dsn, record, log)
+        producer.start()
+
+        def worker_said() -> str:
+            return (tmp_path / "work.log").read_text()[-3000:]
+
+        try:
+            deadline = time.monotonic() + 60
+            while len(run.sent) < KILL_AFTER_SENT or not _processed(record):
+                assert time.monotonic() < deadline and not run.errors, run.errors
+                assert worker.poll() is None, worker_said()
+                time.sleep(0.01)
+            killed_at = time.monotonic()
+            pair.kill_primary()
+            time.sleep(1)  # the clients notice and retry against a cluster with no primary
+            pair.promote_standby()
+            assert pair.promoted_at is not None
+            assert run.producer_done.wait(90), "the producer never finished"
+            assert not run.errors, run.errors
+            # pgq work catches up alone, including what was leased at the crash (that comes
+            # back after VT): until every message is processed and the queue is empty.
+            deadline = time.monotonic() + 60
+            with _dial(dsn, "check") as check:
+                while not (
+                    {msg_id for msg_id, _ in _processed(record)} >= set(run.sent.values())
+                    and check.execute("SELECT count(*) FROM pgq.messages").fetchone() == (0,)
+                ):
+                    assert time.monotonic() < deadline, (
+                        "pgq work did not recover by itself:\n" + worker_said())
+                    assert worker.poll() is None, worker_said()
+                    time.sleep(0.05)
+            # It survived the failover: still running, and it stops cleanly when asked.
+            assert worker.poll() is None, worker_said()
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            finally:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
+            producer.join(timeout=30)
+    # 0, or 3 when a command's ack was lost in the crash (its message ran again later).
+    assert worker.returncode in (0, 3), worker_said()
     assert not run.errors, run.errors
 
+    processed_rows = _processed(record)
     sent_ids = set(run.sent.values())
-    processed = Counter(msg_id for msg_id, _ in run.processed)
+    processed = Counter(msg_id for msg_id, _ in processed_rows)
     # None lost: every message send reported is processed; and no message that send did
     # not report (a retried send made no second message).
     assert len(sent_ids) == MESSAGES
     assert set(processed) == sent_ids
+    # Which leases were live at the crash: pgq work holds one at a time, so it is the
+    # message last started before the kill, or one started during the outage (claimed
+    # before it, since nothing can be claimed with no primary).
+    before_kill = [msg_id for msg_id, at in processed_rows if at < killed_at]
+    live_at_crash = {msg_id for msg_id, at in processed_rows
+                     if killed_at <= at < pair.promoted_at} | set(before_kill[-1:])
     duplicates = {msg_id for msg_id, count in processed.items() if count > 1}
     assert duplicates <= live_at_crash, (duplicates, live_at_crash)
-    assert run.reconnects["producer"] >= 1 and run.reconnects["consumer"] >= 1
+    assert len(live_at_crash) <= 2, live_at_crash
+    assert run.reconnects["producer"] >= 1
     with _dial(dsn, "check") as conn:
         assert conn.execute("SELECT count(*) FROM pgq.dedup_keys").fetchone() == (MESSAGES,)
 
-    first_after = min(at for _, at in run.processed[processed_before:]
-                      if at >= pair.promoted_at)
-    recovery_s = first_after - pair.promoted_at
+    recovery_s = min(at for _, at in processed_rows if at >= pair.promoted_at) - pair.promoted_at
     report = (
-        f"failover: recovered {recovery_s:.2f} s after pg_ctl promote; "
+        f"failover (pgq work): recovered {recovery_s:.2f} s after pg_ctl promote; "
         f"{len(duplicates)} duplicate(s) of {len(live_at_crash)} lease(s) live at the crash; "
         f"{MESSAGES} sent, {sum(processed.values())} processed; "
         f"binaries {pair.bin.parent.name}/{pair.bin.name}"

@@ -8,6 +8,8 @@ These tests run the library and every command through one, and check the three.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -263,6 +265,48 @@ def test_behind_a_pooler_waiting_polls_and_does_not_listen(db_dsn: str) -> None:
             assert returned_at - sent_at[0] < poll_s / 2  # woken by the NOTIFY
         else:
             assert returned_at - started >= poll_s * 0.95  # at the poll, not before
+
+
+def _listening_channels(pooled_dsn: str) -> list[str]:
+    """The channels the pool's one server connection listens on: what a LISTEN from any
+    client of the pool leaves behind for all the others."""
+    with _pooled_connection(pooled_dsn) as conn:
+        return [row[0] for row in conn.execute("SELECT pg_listening_channels()")]
+
+
+@pytest.mark.parametrize("pooler_setting", ["auto", "none"])
+def test_work_wait_through_the_pooler_polls_and_processes_what_is_sent_meanwhile(
+    single_connection_bouncer: PgBouncer, db_dsn: str, pgq_bin: str, pooler_setting: str
+) -> None:
+    """`pgq work --wait` through a transaction pooler issues no LISTEN (detected), and
+    still finds a message sent while it waits. Told there is no pooler, it does LISTEN,
+    and the channel shows up for every client of the pool: the check can tell."""
+    pooled_dsn = single_connection_bouncer.dsn(db_dsn)
+    env = {**os.environ, "PGQ_DSN": pooled_dsn, "PGQ_POOLER": pooler_setting}
+    worker = subprocess.Popen(
+        [pgq_bin, "work", "-q", "default", "--wait", "5s", "--until-empty", "-v", "--", "true"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        time.sleep(1.5)  # it has made its first, empty, claim and is waiting
+        assert worker.poll() is None, worker.communicate()
+        channels = _listening_channels(pooled_dsn)
+        with psycopg.connect(db_dsn, autocommit=True) as conn:
+            msg_id = Queue(conn, pool_mode="none").send('{"late": true}')
+        stdout, stderr = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, stderr
+    assert stdout == b""
+    assert f"msg {msg_id} " in stderr.decode() and "acked" in stderr.decode()
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pgq.messages").fetchone() == (0,)
+    if pooler_setting == "auto":
+        assert channels == []
+    else:
+        assert channels != [], "a LISTEN through the pooler should have been visible"
 
 
 # -- every command -------------------------------------------------------------------------

@@ -68,21 +68,23 @@ def _read_ndjson(path: str) -> tuple[list[str], list[int]]:
     return payloads, line_numbers
 
 
-ENVELOPE_FIELDS = ("payload", "key", "priority", "delay")
+ENVELOPE_FIELDS = ("payload", "key", "priority", "delay", "dedup_key")
 
 
 def _envelope(
     text: str, number: int, *, priority: int, delay: float, key: str | None
 ) -> Envelope:
-    """One `--envelope` line: {"payload": …, "key": …, "priority": …, "delay": …}; the
-    options give what a line leaves out. Checked as fully as a plain line."""
+    """One `--envelope` line: {"payload": …, "key": …, "priority": …, "delay": …,
+    "dedup_key": …}; the options give what a line leaves out (there is no --dedup-key
+    for a file). Checked as fully as a plain line."""
     where = f"line {number}"
     checks.check_payload(text, where=where)
     line = json.loads(text)
     if not isinstance(line, dict) or "payload" not in line:
         raise BadPayload(
             f"{where} is not an envelope",
-            hint='each line must be {"payload": ..., "key": ..., "priority": ..., "delay": ...}',
+            hint='each line must be {"payload": ..., "key": ..., "priority": ..., "delay": ..., '
+            '"dedup_key": ...}',
         )
     unknown = sorted(set(line) - set(ENVELOPE_FIELDS))
     if unknown:
@@ -93,10 +95,13 @@ def _envelope(
         key=line.get("key", key),
         priority=line.get("priority", priority),
         delay=line.get("delay", delay),
+        dedup_key=line.get("dedup_key"),
     )
     try:
         if envelope.key is not None:
             checks.check_key(envelope.key)
+        if envelope.dedup_key is not None:
+            checks.check_dedup_key(envelope.dedup_key)
         checks.check_priority(envelope.priority)
         if isinstance(envelope.delay, bool) or not isinstance(envelope.delay, int | float):
             raise InvalidInput(
@@ -104,7 +109,8 @@ def _envelope(
             )
         checks.check_seconds(envelope.delay, "delay")
     except InvalidInput as exc:
-        raise InvalidInput(f"{where}: {exc.message}", hint=exc.hint, params=exc.params) from None
+        # No params: the error names a field of the line, not a flag of the command.
+        raise InvalidInput(f"{where}: {exc.message}", hint=exc.hint) from None
     return envelope
 
 
@@ -133,7 +139,8 @@ def send(
         typer.Option(
             "--envelope",
             help='With --file: each line is {"payload": ..., "key": ..., "priority": ..., '
-            '"delay": ...}; the options give what a line leaves out.',
+            '"delay": ..., "dedup_key": ...}; the options give what a line leaves out. A '
+            "line's dedup_key works as --dedup-key does.",
         ),
     ] = False,
     dedup_key: Annotated[
@@ -175,7 +182,7 @@ def send(
             if file is not None:
                 raise InvalidInput(
                     "--dedup-key is for one PAYLOAD, not --file",
-                    hint="send each message with its own key",
+                    hint='give each line its own "dedup_key" with --envelope',
                 )
         if file is not None:
             lines, line_numbers = _read_ndjson(file)

@@ -71,12 +71,13 @@ class CheckedPayload(str):
 @dataclass(frozen=True)
 class Envelope:
     """One message of a batch send (`Queue.send_envelopes`), with its own fairness key,
-    priority and delay."""
+    priority, delay and, optionally, dedup key (sent as `Queue.send_deduplicated` does)."""
 
     payload: str
     key: str | None = None
     priority: int = DEFAULT_PRIORITY
     delay: float = 0.0
+    dedup_key: str | None = None
 
 
 def check_queue(name: str) -> str:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import groupby
 from typing import Any, LiteralString
 
 import psycopg
@@ -482,10 +483,13 @@ class Queue:
     def send_envelopes(
         self, envelopes: Sequence[Envelope], *, queue: str = DEFAULT_QUEUE
     ) -> list[int]:
-        """`send_many` where each message has its own key, priority and delay.
+        """`send_many` where each message has its own key, priority, delay and dedup key.
 
         Everything is validated before anything is written (errors name the 1-based
-        position); one transaction with COPY; ids come back in input order.
+        position); one transaction; ids come back in input order. Envelopes without a
+        dedup key go in with COPY; one with a dedup key is sent as `send_deduplicated`
+        does (a key already sent within the queue's dedup window sends nothing and gives
+        the first message's id), in file order between the COPY runs around it.
         """
         check_queue(queue)
         checked = []
@@ -495,12 +499,38 @@ class Queue:
             try:
                 if envelope.key is not None:
                     check_key(envelope.key)
+                if envelope.dedup_key is not None:
+                    check_dedup_key(envelope.dedup_key)
                 check_priority(envelope.priority)
                 check_seconds(envelope.delay, "delay")
             except InvalidInput as exc:
                 raise InvalidInput(
                     f"{where}: {exc.message}", hint=exc.hint, params=exc.params
                 ) from None
+        if all(e.dedup_key is None for e in envelopes):
+            return self._copy_envelopes(envelopes, checked, queue)
+        ids: list[int] = []
+        with translated(), self.conn.transaction():
+            runs = groupby(zip(envelopes, checked, strict=True),
+                           key=lambda pair: pair[0].dedup_key is not None)
+            for deduplicated, run in runs:
+                pairs = list(run)
+                if not deduplicated:
+                    ids += self._copy_envelopes([e for e, _ in pairs], [c for _, c in pairs],
+                                                queue)
+                    continue
+                for e, payload in pairs:
+                    assert e.dedup_key is not None
+                    ids.append(self.send_deduplicated(
+                        payload, dedup_key=e.dedup_key, queue=queue, priority=e.priority,
+                        delay=e.delay, key=e.key,
+                    ).msg_id)
+        return ids
+
+    def _copy_envelopes(
+        self, envelopes: Sequence[Envelope], checked: Sequence[str], queue: str
+    ) -> list[int]:
+        """COPY checked envelopes (no dedup keys) in one transaction; ids in order."""
         if not envelopes:
             return []
         first = envelopes[0]

@@ -35,7 +35,7 @@ RECORD = textwrap.dedent(
     env = {k: v for k, v in os.environ.items() if k.startswith("PGQ_") and k != "PGQ_DSN"}
     with open(os.path.join(sys.argv[1], os.environ["PGQ_MSG_ID"]), "w") as f:
         json.dump({"stdin": payload, "env": env}, f)
-    print("out", os.environ["PGQ_MSG_ID"])
+    print("out", os.environ["PGQ_MSG_ID"], flush=True)  # before err, whatever buffering
     print("err", os.environ["PGQ_MSG_ID"], file=sys.stderr)
     """
 )

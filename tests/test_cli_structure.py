@@ -1,5 +1,5 @@
 """The CLI's floor plan: one module per command group, registered explicitly in help order,
-and every table, frame and report rendered by `cli/output.py`. No database needed.
+and every table, frame and report rendered by `pgq_cli/cli/output.py`. No database needed.
 """
 
 from __future__ import annotations

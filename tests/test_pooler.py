@@ -1,7 +1,7 @@
 """pgq through a real PgBouncer in transaction pooling mode (tests/helpers_pgbouncer.py).
 
 A transaction pooler hands each transaction to whichever server connection is free, so
-prepared statements, session settings and LISTEN must not be relied on (core/pooler.py).
+prepared statements, session settings and LISTEN must not be relied on (pgq_cli/core/pooler.py).
 These tests run the library and every command through one, and check the three.
 """
 

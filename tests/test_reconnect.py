@@ -1,5 +1,5 @@
 """Long-running commands ride out a server restart: `claim --wait` and `watch` reconnect
-with back-off (core/reconnect.py), and exit 69 with one error line when the server stays
+with back-off (pgq_cli/core/reconnect.py), and exit 69 with one error line when the server stays
 away longer than --reconnect-timeout.
 
 On a private server the test owns (helpers_server), never the shared one.

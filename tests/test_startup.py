@@ -3,7 +3,7 @@ pydantic, rich or bench machinery, so that a later import cannot quietly undo th
 start (`bench/cli_startup.py` measures it). Each case runs the real entry point in a
 fresh interpreter and reads `sys.modules` as the process ends.
 
-Also: the pydantic-free coercion of option values (`cli/coercion.py`) gives exactly what
+Also: the pydantic-free coercion of option values (`pgq_cli/cli/coercion.py`) gives exactly what
 Typer's own would, or leaves the value to it.
 """
 
@@ -134,7 +134,7 @@ class Colour(StrEnum):
 
 
 def _options_command() -> Any:
-    """A Typer command with one option of each type `cli/coercion.py` handles."""
+    """A Typer command with one option of each type `pgq_cli/cli/coercion.py` handles."""
     app = typer.Typer()
 
     @app.command()
@@ -223,7 +223,7 @@ def test_choice_coercion_matches_typer(value: Any) -> None:
 
 def test_every_pgq_option_gets_a_fast_coercer() -> None:
     """No option of any command falls to pydantic on its plain values (else start-up pays
-    for pydantic again); a new option type needs a coercer in cli/coercion.py."""
+    for pydantic again); a new option type needs a coercer in pgq_cli/cli/coercion.py."""
     app = main.build_app()
     root = typer.main.get_command(app)
     ctx = typer.Context(root)

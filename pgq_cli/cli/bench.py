@@ -2,7 +2,7 @@
 
 Thin: parses options, opens connections through `connection.open_target`, calls
 `bench.runner.run` and renders through `output.py`. The measuring lives in
-`bench/runner.py`; it works in a scratch schema that it drops afterwards, so it is safe to
+`pgq_cli/bench/runner.py`; it works in a scratch schema that it drops afterwards, so it is safe to
 point at a server with real queues.
 """
 

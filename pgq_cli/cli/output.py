@@ -7,7 +7,7 @@ never used on a pipe: it wraps at 80 columns and cuts cells with an ellipsis.
 
 Text that is already a format of its own goes out as is through `text`: the SQL of
 `pgq migrate --sql`/`--print-grants`, and the Prometheus exposition, which
-`ops/prometheus.py` builds because it is a wire format (like JSON), not terminal output.
+`pgq_cli/ops/prometheus.py` builds because it is a wire format (like JSON), not terminal output.
 Status lines and errors go to `stderr`, never to stdout.
 """
 

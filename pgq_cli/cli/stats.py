@@ -147,7 +147,7 @@ def stats_emit(
         # With --estimate, every format marks the rows with a number from the sample.
         render.stats(snapshot.stats, plan.fmt, snapshot.sampled if estimate else None)
     else:
-        # The exposition format is built in ops/prometheus.py: a wire format, not a table.
+        # The exposition format is built in pgq_cli/ops/prometheus.py: a wire format, not a table.
         text = prometheus.render(snapshot, schema=schema, breached=crossed)
         if plan.textfile is None:
             render.text(text)

@@ -81,7 +81,7 @@ def sleep_until_woken(conn: psycopg.Connection[Any], queue: str, timeout: float)
     """Block until a NOTIFY for `queue` arrives (True) or `timeout` seconds pass (False).
 
     The connection must LISTEN on the queue's channel already (also used by the consumer
-    loop, core/worker.py)."""
+    loop, pgq_cli/core/worker.py)."""
     timeout = max(timeout, MIN_SLEEP_S)
     with translated():
         for notify in conn.notifies(timeout=timeout):

@@ -367,8 +367,9 @@ FROM {messages}
 WHERE msg_id = ANY(%(ids)s)
 """
 
-STATS: LiteralString = (
-    """
+# The numbers of `stats` per (queue, priority), over rows `m` with an effective state `s`:
+# shared by the exact STATS and the estimate's exact part (pgq_cli/ops/queries.py).
+STATS_COUNTS: LiteralString = """
 SELECT queue,
        priority,
        count(*) FILTER (WHERE s = 'ready') AS ready,
@@ -378,7 +379,13 @@ SELECT queue,
        count(*) FILTER (WHERE s = 'dead') AS dead,
        extract(epoch FROM now() - min(enqueued_at) FILTER (WHERE s = 'ready'))
            AS oldest_ready_age,
-       coalesce(max(read_ct), 0) AS max_read_ct,
+       coalesce(max(read_ct), 0) AS max_read_ct"""
+
+STATS: LiteralString = (
+    """
+"""
+    + STATS_COUNTS
+    + """,
        -- Whether claim skips this queue/priority (pgq pause); one PK probe per group.
        coalesce(
            (SELECT s.paused OR m.priority < s.paused_below_priority

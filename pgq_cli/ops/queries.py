@@ -8,7 +8,7 @@ hold: `{messages}` and `{queues}` stand for the schema-qualified tables, filled 
 
 from typing import LiteralString
 
-from ..core.queries import EFFECTIVE_STATE
+from ..core.queries import EFFECTIVE_STATE, STATS_COUNTS
 
 # ----------------------------------------------------------------------------- stats --estimate
 
@@ -48,16 +48,9 @@ SELECT
 # letters) are usually small, so they are usually exact.
 ESTIMATE_NOT_READY: LiteralString = (
     """
-SELECT queue,
-       priority,
-       count(*) FILTER (WHERE s = 'ready') AS ready,
-       count(*) FILTER (WHERE s = 'leased') AS leased,
-       count(*) FILTER (WHERE s = 'expired') AS expired,
-       count(*) FILTER (WHERE s = 'delayed') AS delayed,
-       count(*) FILTER (WHERE s = 'dead') AS dead,
-       extract(epoch FROM now() - min(enqueued_at) FILTER (WHERE s = 'ready'))
-           AS oldest_ready_age,
-       coalesce(max(read_ct), 0) AS max_read_ct
+"""
+    + STATS_COUNTS
+    + """
 FROM (
     SELECT queue, priority, read_ct, enqueued_at, """
     + EFFECTIVE_STATE

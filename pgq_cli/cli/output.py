@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 # need them (tests/test_startup.py keeps `pgq --help` and `pgq claim` free of them).
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+    from rich.table import Table
+    from rich.text import Text
 
     from ..bench.runner import BenchResult, ProgressCallback
     from ..core.migrate import MigrationStatus
@@ -112,19 +114,180 @@ def write_table(fmt: Format, headers: Sequence[str], cells: list[list[Any]], tit
         _out(tabulate(cells, headers=list(headers), tablefmt="simple"))
     elif fmt is Format.rich:
         from rich.console import Console
-        from rich.table import Table
 
-        table = Table(title=title, title_justify="left")
-        for header in headers:
-            table.add_column(header, overflow="fold")
-        for row in cells:
-            table.add_row(*("" if v is None else str(v) for v in row))
-        Console().print(table)
+        console = Console()
+        console.print(fitted(console, headers, cells, title=title), crop=False)
     else:
         if _Plain.header:
             _out("\t".join(headers))
         for row in cells:
             _out("\t".join("" if v is None else str(v) for v in row))
+
+
+# ----------------------------------------------------------------------------- rich tables
+#
+# A terminal is often 80 columns wide, and a msg_id, a 64-character queue name and a lease
+# token (36) do not fit in it side by side with everything else. An id, token, queue name,
+# key or number that is cut or folded cannot be copied back, so `fitted` never does that:
+# only the columns named below may be narrowed, then some are left out, and when the whole
+# columns still do not fit, each row is printed as a block of `name  value` lines.
+
+# Narrowed with an ellipsis (a payload can be as long as 1 MiB).
+SHORTENED_COLUMNS = frozenset({"payload"})
+# Prose: wraps between words.
+WRAPPED_COLUMNS = frozenset({"finding", "fix"})
+# Left out one by one, in this order, while the table does not fit.
+DROPPED_COLUMNS = ("ready_bar", "vt", "payload")
+# The narrowest a shortened or wrapped column is made before columns are left out.
+FLEXIBLE_MIN_WIDTH = 12
+_UNBOUNDED = 1_000_000
+# A bar beside the ready count: it only repeats that count, so it is left out without a
+# word, and blocks do without it.
+_REPEATS = frozenset({"ready_bar"})
+_LABELS = {"ready_bar": "ready"}
+
+
+def _label(name: str) -> str:
+    """A column's header in rich output: words, so that a long header wraps between them
+    (plain and table output keep the names as they are)."""
+    return _LABELS.get(name, name.replace("_", " "))
+
+
+def _cell_text(value: object) -> Text:
+    from rich.text import Text
+
+    # Never rich markup: a payload or a key is data, and `[red]` in it is text.
+    return value if isinstance(value, Text) else Text("" if value is None else str(value))
+
+
+def _whole_width(label: str, cells: Iterable[Text], wrap_header: bool) -> int:
+    """A whole column's width: its widest cell, or header (`wrap_header`: its longest word,
+    the header wrapping between words)."""
+    header = [len(word) for word in label.split()] if wrap_header else [len(label)]
+    return max([c.cell_len for c in cells] + header + [1])
+
+
+def _rich_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Text]],
+    shown: Sequence[str],
+    *,
+    title: str,
+    right: Collection[str],
+    wrap_headers: bool,
+    skeleton: bool = False,
+) -> Table:
+    """A table of the `shown` columns (`rows` hold all the `headers` columns). Only the
+    shortened and wrapped columns may narrow. `skeleton`: their cells cut to
+    FLEXIBLE_MIN_WIDTH, so that measuring it gives the narrowest the table can be."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    left_out = [h for h in headers if h not in shown and h not in _REPEATS]
+    table = Table(
+        title=title or None,
+        title_justify="left",
+        caption=f"(not shown at this width: {', '.join(left_out)})" if left_out else None,
+        caption_justify="left",
+        # Columns two spaces apart, a rule under the headers, no frame: 80 columns hold
+        # more of them than in a framed table.
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        show_edge=False,
+    )
+    columns: list[list[Text]] = []
+    for name in shown:
+        index = headers.index(name)
+        cells = [row[index] for row in rows]
+        header = Text(_label(name), style="bold", no_wrap=False, overflow="fold")
+        justify: Any = "right" if name in right else "left"
+        if name in SHORTENED_COLUMNS or name in WRAPPED_COLUMNS:
+            shortened = name in SHORTENED_COLUMNS
+            if shortened or skeleton:
+                cells = [c.copy() for c in cells]
+            for cell in cells:
+                if shortened:
+                    cell.no_wrap, cell.overflow = True, "ellipsis"
+                if skeleton:
+                    cell.truncate(FLEXIBLE_MIN_WIDTH)
+            table.add_column(header, justify=justify, overflow="fold")
+        else:
+            width = _whole_width(header.plain, cells, wrap_headers)
+            table.add_column(header, justify=justify, width=width, no_wrap=True)
+        columns.append(cells)
+    for row in zip(*columns, strict=True):
+        table.add_row(*row)
+    return table
+
+
+def _blocks(
+    console: Console, headers: Sequence[str], rows: Sequence[Sequence[Text]], *, title: str
+) -> RenderableType:
+    """One block of `name  value` lines per row. Values are whole, even one wider than
+    the terminal (a 128-character key: the terminal wraps it, a copy gives it back whole),
+    except shortened ones (cut to the line) and wrapped ones (wrapped under themselves)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    kept = [(index, name) for index, name in enumerate(headers) if name not in _REPEATS]
+    # The names as --json and --header spell them: a block has room for them.
+    label_width = max(len(name) for _, name in kept)
+    indent = label_width + 2
+    value_width = max(console.width - indent, FLEXIBLE_MIN_WIDTH)
+    lines: list[RenderableType] = [Text(title, style="bold")] if title else []
+    for number, row in enumerate(rows):
+        if number or title:
+            lines.append(Text(""))
+        for index, name in kept:
+            cell = row[index]
+            label = Text(name.ljust(indent), style="bold")
+            if name in SHORTENED_COLUMNS:
+                value = cell.copy()
+                value.truncate(value_width, overflow="ellipsis")
+                parts = [value]
+            elif name in WRAPPED_COLUMNS:
+                parts = list(cell.wrap(console, value_width))
+            else:
+                parts = [cell]
+            for line_number, part in enumerate(parts or [Text("")]):
+                lead = label if line_number == 0 else Text(" " * indent)
+                line = Text.assemble(lead, part, no_wrap=True, overflow="ignore")
+                lines.append(line)
+    return Group(*lines)
+
+
+def fitted(
+    console: Console,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    title: str = "",
+    right: Collection[str] = (),
+) -> RenderableType:
+    """`rows` for a terminal `console.width` wide: a table, without the DROPPED_COLUMNS it
+    has to leave out, or one block per row. Print it with `crop=False`."""
+    from rich.measure import Measurement
+
+    texts = [[_cell_text(v) for v in row] for row in rows]
+    shown = list(headers)
+    droppable = [h for h in DROPPED_COLUMNS if h in headers]
+    # Measured unbounded: measuring at the console's width would clamp each column to it.
+    unbounded = console.options.update_width(_UNBOUNDED)
+    while True:
+        for wrap_headers in (False, True):
+            skeleton = _rich_table(
+                headers, texts, shown, title=title, right=right, wrap_headers=wrap_headers,
+                skeleton=True,
+            )
+            if Measurement.get(console, unbounded, skeleton).maximum <= console.width:
+                return _rich_table(
+                    headers, texts, shown, title=title, right=right, wrap_headers=wrap_headers
+                )
+        if not droppable:
+            return _blocks(console, headers, texts, title=title)
+        shown.remove(droppable.pop(0))
 
 
 def ids(msg_ids: Sequence[int], fmt: Format) -> None:
@@ -226,21 +389,24 @@ def stats(
         write_table(fmt, headers, rows, "")
         return
     from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
 
-    console = Console()
-    table = Table(
-        title=f"pgq stats — priority {MAX_PRIORITY} is most urgent, claimed first",
-        title_justify="left",
-    )
-    for header in headers:
-        table.add_column(header, justify="right" if header != "queue" else "left")
-    table.add_column("ready", justify="left")
     widest = max((r.ready for r in result.rows), default=0)
-    for r, row in zip(result.rows, rows, strict=True):
-        bar = "█" * (round(24 * r.ready / widest) if widest else 0)
-        table.add_row(*(str(v) for v in row), f"[green]{bar}[/green]")
-    console.print(table)
+    bars = [
+        Text("█" * (round(24 * r.ready / widest) if widest else 0), style="green")
+        for r in result.rows
+    ]
+    console = Console()
+    console.print(
+        fitted(
+            console,
+            (*headers, "ready_bar"),
+            [[*row, bar] for row, bar in zip(rows, bars, strict=True)],
+            title=f"pgq stats — priority {MAX_PRIORITY} is most urgent, claimed first",
+            right=[h for h in headers if h != "queue"],
+        ),
+        crop=False,
+    )
     if not result.rows:
         console.print("(no messages)")
 
@@ -265,6 +431,13 @@ def one(obj: dict[str, Any], fmt: Format) -> None:
     """A single record (counts, summaries): JSON, or key<TAB>value lines."""
     if fmt is Format.json:
         _json_lines([obj])
+        return
+    if fmt is Format.rich:  # one record: its `name  value` lines, whatever the width
+        from rich.console import Console
+
+        console = Console()
+        values = [_cell_text(v) for v in obj.values()]
+        console.print(_blocks(console, list(obj), [values], title=""), crop=False)
         return
     write_table(fmt, ("key", "value"), [[k, v] for k, v in obj.items()], "")
 
@@ -359,15 +532,17 @@ def findings(shown: Sequence[Finding], fmt: Format, *, schema: str) -> None:
             one(f.to_json(), Format.json)
     elif fmt is Format.rich:
         from rich.console import Console
-        from rich.table import Table
+        from rich.text import Text
 
-        table = Table(title=f"pgq doctor — schema {schema}", title_justify="left")
-        for header in DOCTOR_HEADERS:
-            table.add_column(header, overflow="fold")
-        for f in shown:
-            style = _SEVERITY_STYLE[f.severity]
-            table.add_row(f"[{style}]{f.severity}[/{style}]", f.check, f.summary, f.fix)
-        Console().print(table)
+        rows = [
+            [Text(f.severity, style=_SEVERITY_STYLE[f.severity]), f.check, f.summary, f.fix]
+            for f in shown
+        ]
+        console = Console()
+        console.print(
+            fitted(console, DOCTOR_HEADERS, rows, title=f"pgq doctor — schema {schema}"),
+            crop=False,
+        )
     else:
         write_table(
             fmt, DOCTOR_HEADERS, [[f.severity, f.check, f.summary, f.fix] for f in shown], ""
@@ -397,11 +572,11 @@ def _rates_scope(queue: str | None) -> str:
 
 
 def watch_view(
-    frame: Frame, *, queue: str | None = None, title: str = "pgq watch"
+    frame: Frame, console: Console, *, queue: str | None = None, title: str = "pgq watch"
 ) -> RenderableType:
-    """A watch frame as a rich renderable: a summary line and a table per queue and priority."""
+    """A watch frame as a rich renderable, fitted to `console`: a summary line and a table
+    per queue and priority."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     when = datetime.fromtimestamp(frame.wall, UTC).strftime("%H:%M:%S")
@@ -419,27 +594,26 @@ def watch_view(
         (_age_with_unit(frame.oldest_ready_age), "bold yellow"),
         ("  (estimated counts)" if frame.estimated else ""),
     )
-    table = Table(
-        title=f"priority {MAX_PRIORITY} is most urgent, claimed first", title_justify="left"
-    )
-    table.add_column("queue")
-    table.add_column("prio", justify="right")
-    for state in EFFECTIVE_STATES:
-        table.add_column(state, justify="right")
-    table.add_column("oldest", justify="right")
-    table.add_column("paused")
-    table.add_column("ready", justify="left")
+    headers = ("queue", "prio", *EFFECTIVE_STATES, "oldest", "paused", "ready_bar")
     widest = max((r.ready for r in frame.stats.rows), default=0)
-    for r in frame.stats.rows:
-        bar = "█" * (round(20 * r.ready / widest) if widest else 0)
-        table.add_row(
+    rows = [
+        [
             r.queue,
             str(r.priority),
             *(f"{getattr(r, s):,}" for s in EFFECTIVE_STATES),
             _age_with_unit(r.oldest_ready_age),
             "yes" if r.paused else "",
-            Text(bar, style="green"),
-        )
+            Text("█" * (round(20 * r.ready / widest) if widest else 0), style="green"),
+        ]
+        for r in frame.stats.rows
+    ]
+    table = fitted(
+        console,
+        headers,
+        rows,
+        title=f"priority {MAX_PRIORITY} is most urgent, claimed first",
+        right=headers[1:-2],
+    )
     parts: list[RenderableType] = [summary, table]
     if not frame.stats.rows:
         parts.append(Text("(no messages)"))
@@ -501,16 +675,16 @@ def watch_frames(
     from rich.console import Console
     from rich.live import Live
 
+    screen = console or Console()
     display: Live | None = None
 
     def draw(frame: Frame) -> None:
         nonlocal display
+        view = watch_view(frame, screen, queue=queue)
         if display is None:
-            display = Live(
-                watch_view(frame, queue=queue), console=console or Console(), auto_refresh=False
-            )
+            display = Live(view, console=screen, auto_refresh=False)
             display.start()
-        display.update(watch_view(frame, queue=queue), refresh=True)
+        display.update(view, refresh=True)
 
     try:
         yield draw

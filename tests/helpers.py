@@ -6,9 +6,17 @@ needs, e.g. `from helpers import UNREACHABLE_DSN, assert_failed`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import re
+import select
+import struct
+import subprocess
+import termios
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import psycopg
@@ -63,3 +71,47 @@ def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 30
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+# The escape sequences a terminal interprets (colours, cursor moves): not text on the screen.
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def run_in_terminal(
+    argv: list[str], env: Mapping[str, str], *, columns: int, timeout_s: float = 60
+) -> tuple[int, list[str]]:
+    """Run `argv` on a pseudo-terminal `columns` wide, as an interactive shell would: the
+    size set on the terminal (TIOCSWINSZ), not in COLUMNS. Returns the exit code and the
+    lines it printed (stdout and stderr, escape sequences removed)."""
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    clean_env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen(
+        argv, env={**clean_env, "TERM": "xterm"}, stdin=follower, stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            assert time.monotonic() < deadline, f"{argv} did not finish: {seen[-500:]!r}"
+            ready, _, _ = select.select([leader], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the process closed its end of the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        code = proc.wait(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        with contextlib.suppress(OSError):
+            os.close(leader)
+    screen = _ANSI_ESCAPE.sub("", seen.decode("utf-8", "replace")).replace("\r\n", "\n")
+    return code, screen.split("\n")

@@ -163,3 +163,15 @@ def test_watch_text_frame_is_the_stats_columns() -> None:
     assert header == "\t".join(output.STATS_HEADERS)
     assert row == "jobs\t9\t12\t3\t1\t0\t2\t130.5\t4\tno"
     assert (blank, end) == ("", "")
+
+
+@pytest.mark.parametrize("queue", ["jobs", "q" * 60 + "-end"])
+def test_watch_frames_at_80_columns_keep_queue_names_whole(queue: str) -> None:
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=False, width=80, color_system=None)
+    row = PriorityStats(**{**ROW.__dict__, "queue": queue})
+    with output.watch_frames(Format.rich, console=console) as show:
+        show(frame(1, None, (row,)))
+    lines = screen.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert any(queue in line.split() for line in lines), lines

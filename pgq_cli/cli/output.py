@@ -141,6 +141,8 @@ DROPPED_COLUMNS = ("ready_bar", "vt", "payload")
 # The narrowest a shortened or wrapped column is made before columns are left out.
 FLEXIBLE_MIN_WIDTH = 12
 _UNBOUNDED = 1_000_000
+# A block's value that does not fit beside its name goes on the next line, this far in.
+_UNDER_INDENT = 2
 # A bar beside the ready count: it only repeats that count, so it is left out without a
 # word, and blocks do without it.
 _REPEATS = frozenset({"ready_bar"})
@@ -249,6 +251,13 @@ def _blocks(
                 parts = [value]
             elif name in WRAPPED_COLUMNS:
                 parts = list(cell.wrap(console, value_width))
+            elif indent + cell.cell_len > console.width:
+                # A long name beside a long value (a 64-character queue) would not fit:
+                # the value goes under its name.
+                lines.append(label)
+                lead = " " * min(_UNDER_INDENT, max(console.width - cell.cell_len, 0))
+                lines.append(Text.assemble(lead, cell, no_wrap=True, overflow="ignore"))
+                continue
             else:
                 parts = [cell]
             for line_number, part in enumerate(parts or [Text("")]):

@@ -255,8 +255,8 @@ def _blocks(
                 # A long name beside a long value (a 64-character queue) would not fit:
                 # the value goes under its name.
                 lines.append(label)
-                lead = " " * min(_UNDER_INDENT, max(console.width - cell.cell_len, 0))
-                lines.append(Text.assemble(lead, cell, no_wrap=True, overflow="ignore"))
+                under = " " * min(_UNDER_INDENT, max(console.width - cell.cell_len, 0))
+                lines.append(Text.assemble(under, cell, no_wrap=True, overflow="ignore"))
                 continue
             else:
                 parts = [cell]

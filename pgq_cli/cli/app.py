@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +18,11 @@ import pgq_cli
 from ..core.exitcodes import EXIT_CODE_MEANINGS, ExitCode
 from . import output
 from .boundary import state, usage_error
+
+# The shells Typer writes completion for. Click spells a completion instruction
+# shell_instruction (`bash_source`, as its documentation and most tools do), Typer
+# instruction_shell (`source_bash`): pgq takes both.
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 
 EXIT_CODES_HELP = (
     "Exit codes: "
@@ -31,6 +37,26 @@ class PgqGroup(TyperGroup):
     Lists commands in the order they were added (Typer's own order), which
     `main.build_app` chooses.
     """
+
+    def _main_shell_completion(
+        self,
+        ctx_args: MutableMapping[str, Any],
+        prog_name: str,
+        complete_var: str | None = None,
+    ) -> None:
+        """Answer the shell (`_PGQ_COMPLETE=bash_source pgq`, or `_PGQ_CLI_COMPLETE` for
+        `pgq-cli`) and exit; return when the variable is not set."""
+        if complete_var is None:
+            complete_var = f"_{prog_name}_COMPLETE".replace("-", "_").upper()
+        instruction = os.environ.get(complete_var)
+        if not instruction:
+            return
+        shell, _, action = instruction.partition("_")
+        if shell in COMPLETION_SHELLS:
+            instruction = f"{action}_{shell}"  # click's order, in Typer's
+        from typer.completion import shell_complete
+
+        sys.exit(shell_complete(self, ctx_args, prog_name, complete_var, instruction))
 
     def main(
         self,

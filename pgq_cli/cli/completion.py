@@ -1,6 +1,7 @@
-"""Queue names for shell completion, from the database.
+"""Values for shell completion: message states (from their one definition), and queue
+names from the database.
 
-A completion runs on every Tab press, so it must never get in the way: it returns [] on
+A queue-name completion runs on every Tab press, so it must never get in the way: it returns [] on
 any error, prints nothing (stdout is what the shell offers; stderr would garble the
 prompt), gives up after a short, hard deadline, and never starts the embedded server.
 """
@@ -14,7 +15,8 @@ from typing import Any
 
 import typer
 
-from ..core.checks import DEFAULT_SCHEMA
+from ..core.checks import DEFAULT_SCHEMA, PEEK_ALL
+from ..core.states import EFFECTIVE_STATES
 
 CONNECT_TIMEOUT_S = 2  # libpq's minimum
 STATEMENT_TIMEOUT_MS = 1000
@@ -65,3 +67,13 @@ def complete_queue(ctx: typer.Context, incomplete: str) -> list[str]:
         return queue_names_from(dsn, str(schema), incomplete or "")
     except Exception:
         return []
+
+
+def complete_state(incomplete: str) -> list[str]:
+    """Typer autocompletion callback for a --state that takes one effective state."""
+    return [s for s in EFFECTIVE_STATES if s.startswith(incomplete or "")]
+
+
+def complete_peek_state(incomplete: str) -> list[str]:
+    """Typer autocompletion callback for `peek --state`: an effective state, or all."""
+    return [s for s in (*EFFECTIVE_STATES, PEEK_ALL) if s.startswith(incomplete or "")]

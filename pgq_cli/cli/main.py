@@ -10,7 +10,7 @@ and a one-shot command loads only what it uses (tests/test_startup.py checks eve
 command, so a stray import fails the suite):
 - a new command goes into `COMMAND_MODULES` under its module; nothing imports the module;
 - at its top a command module imports only typer, `options`, `output`, `boundary`,
-  `connection` (which connects lazily) and modules that load no psycopg on import:
+  `completion`, `connection` (both connect lazily) and modules that load no psycopg on import:
   `core.checks`, `core.errors`, `core.exitcodes`, `core.states`, `core.durations`,
   `core.purge`, `ops.thresholds`, `ops.prometheus`, `ops.estimate`, `ops.watch`,
   `ops.grants`, `bench` (its `__init__`). `core.queue`, `core.connect`, `core.migrate`,
@@ -107,8 +107,15 @@ app = build_app()
 
 
 def main() -> None:
-    """Console-script entry point (`pgq`, `pgq-cli`)."""
+    """Console-script entry point `pgq` (its shell completion: _PGQ_COMPLETE)."""
     app(prog_name="pgq")
+
+
+def main_cli() -> None:
+    """Console-script entry point `pgq-cli`, the same program under the package's name
+    (PgQueuer also installs a `pgq`): its completion is _PGQ_CLI_COMPLETE, registered for
+    `pgq-cli` only."""
+    app(prog_name="pgq-cli")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from ..core.exitcodes import ExitCode
 from . import output as render
 from . import pipeline
 from .boundary import boundary, say
+from .completion import complete_peek_state
 from .connection import run_reconnecting, session
 from .options import (
     DEFAULT_RECONNECT_TIMEOUT,
@@ -306,7 +307,9 @@ def peek(
     state: Annotated[
         str,
         typer.Option(
-            "--state", help="ready | leased | expired | delayed | dead | all."
+            "--state",
+            help="ready | leased | expired | delayed | dead | all.",
+            autocompletion=complete_peek_state,
         ),
     ] = "ready",
     key: Annotated[

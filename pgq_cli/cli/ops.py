@@ -20,6 +20,7 @@ from ..core.exitcodes import ExitCode
 from ..ops import watch as watch_core
 from . import output as render
 from .boundary import boundary, say
+from .completion import complete_state
 from .connection import run_reconnecting, session
 from .options import (
     DEFAULT_RECONNECT_TIMEOUT,
@@ -52,6 +53,7 @@ def purge(
             "--state",
             help="Only messages in this state: ready | leased | expired | delayed | dead "
             "(repeatable).",
+            autocompletion=complete_state,
         ),
     ] = None,
     older_than: Annotated[

@@ -1,0 +1,1 @@
+complete --command pgq-cli --no-files --arguments "(env _PGQ_CLI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) pgq-cli)" --condition "env _PGQ_CLI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) pgq-cli"

@@ -40,8 +40,8 @@ def command_names(app: typer.Typer) -> list[str]:
 def test_help_lists_the_commands_in_order() -> None:
     result = CliRunner().invoke(main.app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    commands_box = result.stdout.split("Commands", 1)[1]
-    assert re.findall(r"^│ (\S+) ", commands_box, re.MULTILINE) == HELP_ORDER
+    commands_section = result.stdout.split("\nCommands:\n", 1)[1].split("\n\n", 1)[0]
+    assert re.findall(r"^  (\S+) ", commands_section, re.MULTILINE) == HELP_ORDER
 
 
 def test_main_registers_each_command_group_once_in_help_order() -> None:

@@ -140,11 +140,17 @@ def create_app(cls: type[PgqGroup] = PgqGroup) -> typer.Typer:
         cls=cls,
         name="pgq",
         help="pgq: a Postgres-backed priority message queue. Priority 10 is most urgent.\n\n"
-        + EXIT_CODES_HELP,
+        + EXIT_CODES_HELP
+        + "\n\nExamples:\n"
+        "  pgq migrate\n"
+        "  pgq send -q emails '{\"to\": \"ann@example.com\"}'\n"
+        "  pgq claim -q emails --json\n"
+        "  pgq stats",
         no_args_is_help=True,
         pretty_exceptions_show_locals=False,  # a DSN with a password is a local
         pretty_exceptions_enable=False,
         add_completion=True,
+        rich_markup_mode=None,  # click's plain help layout: see pgq_cli/cli/helptext.py
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(root)

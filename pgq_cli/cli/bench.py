@@ -121,6 +121,11 @@ def bench_command(
     drops afterwards: real queues are never touched. Latency is timed on the client around
     the claim's round trip; over-claims (a claim returning more than --qty) and duplicate
     leases (a message handed out twice within a live lease) are counted, and exit 3 if any.
+
+    Examples:
+      pgq bench
+      pgq bench --inflight 0,100000 --consumers 8
+      pgq bench --compare-naive --explain
     """
     # The runner (psycopg, threads) loads when a bench runs, not for `pgq bench --help`.
     from ..bench import runner as bench

@@ -153,13 +153,12 @@ def install(command: Any, ctx: Any) -> None:
             if fast is not None:
                 param._runtime_param = fast
     for name, subcommand in getattr(command, "commands", {}).items():
-        install_subcommand(subcommand, name, ctx)
+        install(subcommand, subcommand_context(subcommand, name, ctx))
 
 
-def install_subcommand(command: Any, name: str, parent_ctx: Any) -> None:
-    """`install` for `command`, run as `name` under the group whose context is `parent_ctx`."""
-    # The context the subcommand will parse in, made as click will make it.
-    ctx = command.context_class(
+def subcommand_context(command: Any, name: str, parent_ctx: Any) -> Any:
+    """The context `command` will parse in when run as `name` under the group whose
+    context is `parent_ctx`, made as click will make it."""
+    return command.context_class(
         command, info_name=name, parent=parent_ctx, **command.context_settings
     )
-    install(command, ctx)

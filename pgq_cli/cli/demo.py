@@ -50,6 +50,9 @@ def demo(dsn: DsnOpt = "", schema: SchemaOpt = checks.DEFAULT_SCHEMA) -> None:
 
     Works with zero configuration on the embedded PostgreSQL. Uses a queue of its own
     (demo-<random>) and deletes what it sent, so it is safe on a real server too.
+
+    Examples:
+      pgq demo
     """
     from ..core import migrate as migrator  # psycopg: loaded when the demo runs, not for help
 

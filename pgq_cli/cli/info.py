@@ -32,6 +32,10 @@ def info(
 
     source is the setting that won: --dsn, PGQ_DSN, DATABASE_URL, libpq (with the libpq
     variables that are set) or embedded. Never shows a password.
+
+    Examples:
+      pgq info
+      pgq info --json
     """
     from ..core import connect
     from ..core import info as core_info
@@ -48,7 +52,10 @@ def info(
 embedded_app = typer.Typer(
     name="embedded",
     help="The embedded PostgreSQL pgq starts when nothing is configured: status, stop, path. "
-    "Its data directory is PGQ_EMBEDDED_DIR or the user data directory.",
+    "Its data directory is PGQ_EMBEDDED_DIR or the user data directory.\n\n"
+    "Examples:\n"
+    "  pgq embedded status\n"
+    "  pgq embedded path",
     no_args_is_help=True,
 )
 commands.add_typer(embedded_app)
@@ -59,6 +66,10 @@ def embedded_status(json_out: JsonOpt = False, fmt: FormatOpt = Format.auto) -> 
     """Is the embedded server running: pid, data directory, port, socket directory, DSN.
 
     Exit 0 when it is running, 3 when it is not (the record is printed either way).
+
+    Examples:
+      pgq embedded status
+      pgq embedded status --json
     """
     from ..core import embedded  # psycopg: loaded only when the command runs
 
@@ -73,7 +84,11 @@ def embedded_status(json_out: JsonOpt = False, fmt: FormatOpt = Format.auto) -> 
 
 @embedded_app.command("stop")
 def embedded_stop() -> None:
-    """Stop the embedded server (a fast, clean shutdown). Exit 0 if it was not running."""
+    """Stop the embedded server (a fast, clean shutdown). Exit 0 if it was not running.
+
+    Examples:
+      pgq embedded stop
+    """
     from ..core import embedded  # psycopg: loaded only when the command runs
 
     with boundary():
@@ -87,7 +102,11 @@ def embedded_stop() -> None:
 
 @embedded_app.command("path")
 def embedded_path() -> None:
-    """Print the embedded server's data directory (whether or not it exists)."""
+    """Print the embedded server's data directory (whether or not it exists).
+
+    Examples:
+      pgq embedded path
+    """
     from ..core import embedded  # psycopg: loaded only when the command runs
 
     with boundary():

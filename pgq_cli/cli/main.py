@@ -30,7 +30,7 @@ from typing import Any
 import typer
 import typer.main
 
-from . import coercion
+from . import coercion, helptext
 from .app import PgqGroup, create_app
 
 # Module (in this package) -> the commands it declares, in help order.
@@ -82,6 +82,7 @@ class LazyCommands(PgqGroup):
         # The root options (--debug, --version, and the completion options Typer adds
         # after making this group) are all there by now.
         coercion.install(self, ctx)
+        helptext.tidy(self)
         rest: list[str] = super().parse_args(ctx, args)
         return rest
 
@@ -94,7 +95,8 @@ class LazyCommands(PgqGroup):
             command = convert_command(command_group(module), cmd_name)
             if command is not None:
                 self.commands[cmd_name] = command
-                coercion.install_subcommand(command, cmd_name, ctx)
+                coercion.install(command, coercion.subcommand_context(command, cmd_name, ctx))
+                helptext.tidy(command)
         return self.commands.get(cmd_name)
 
 

@@ -165,6 +165,12 @@ def send(
     A producer that retries after exit 69 (the connection went away, e.g. in a failover)
     cannot know whether the first try committed: give each message a --dedup-key and the
     retry cannot send it twice.
+
+    Examples:
+      pgq send -q emails '{"to": "ann@example.com"}'
+      pgq send -q emails -p 9 --delay 60 --key acme '{"n": 1}'
+      pgq send -q emails --dedup-key order-42 '{"order": 42}'
+      echo '{"n": 2}' | pgq send -q emails -f -
     """
     fmt = render.resolve_format(Format.plain, json_out)
     envelopes: list[Envelope] = []
@@ -264,6 +270,11 @@ def claim(
     With --wait, a connection that goes away (server restart, failover) is dialled again
     with back-off for up to --reconnect-timeout, and the wait goes on; a claim without
     --wait is one-shot and exits 69 at once.
+
+    Examples:
+      pgq claim -q emails
+      pgq claim -q emails --qty 10 --vt 300 --json
+      pgq claim -q emails --wait 1 --fail-if-empty
     """
     render.plain_header(header)
     fmt = render.resolve_format(fmt, json_out)
@@ -324,7 +335,13 @@ def peek(
     header: HeaderOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
-    """Show messages in claim order without claiming them or touching any lease."""
+    """Show messages in claim order without claiming them or touching any lease.
+
+    Examples:
+      pgq peek -q emails
+      pgq peek -q emails --state dead --limit 50
+      pgq peek -q emails --state all --json
+    """
     render.plain_header(header)
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
@@ -361,6 +378,11 @@ def ack(
     acked, unknown, stale_lease or not_leased); each id not acked gets a line on stderr
     saying what happened to it, and the exit code is 3. `pgq claim --json | ... | pgq ack -`
     acks each claimed message with its own lease.
+
+    Examples:
+      pgq ack 42 --lease 0b7c6c9e-3f0a-4c1e-9a55-2f8d1e6b7a10
+      pgq ack 42 43 44
+      pgq claim -q emails --qty 10 --json | pgq ack -
     """
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
@@ -436,6 +458,11 @@ def requeue(
 
     A message that has had its queue's max deliveries goes to dead letters instead
     (`pgq queue config Q --max-deliveries N`). `--dead` redrives dead letters.
+
+    Examples:
+      pgq requeue 42 --lease 0b7c6c9e-3f0a-4c1e-9a55-2f8d1e6b7a10 --delay 30
+      pgq requeue --expired
+      pgq requeue --dead -q emails --all
     """
     fmt = render.resolve_format(Format.plain, json_out)
     with boundary():
@@ -538,7 +565,11 @@ def extend(
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
-    """Extend a lease you hold (a heartbeat for long work). Exit 3 if it is not current."""
+    """Extend a lease you hold (a heartbeat for long work). Exit 3 if it is not current.
+
+    Examples:
+      pgq extend 42 --lease 0b7c6c9e-3f0a-4c1e-9a55-2f8d1e6b7a10 --vt 600
+    """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
         checks.check_ids([msg_id])

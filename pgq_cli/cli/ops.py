@@ -86,6 +86,10 @@ def purge(
 
     Needs --state and/or --older-than, or --all. Leased messages are deleted too if
     selected: their consumers' acks then exit 3.
+
+    Examples:
+      pgq purge emails --state dead --older-than 7d
+      pgq purge emails --all --dry-run
     """
     with boundary():
         check_queue(queue)
@@ -159,6 +163,10 @@ def watch(
     idle. The first frame has no rates. Ctrl-C exits 0. A connection that goes away
     (server restart, failover) is dialled again with back-off for up to
     --reconnect-timeout; the first frame after it has no rates.
+
+    Examples:
+      pgq watch --once
+      pgq watch -q emails -n 3 --interval 0.5
     """
     with boundary():
         if queue is not None:
@@ -232,6 +240,11 @@ def doctor(
     Checks: schema version against this package, missing or invalid indexes, that the
     claim plan uses messages_ready_idx, dead tuples and last vacuum, transactions holding
     back the xmin horizon, expired leases waiting.
+
+    Examples:
+      pgq doctor
+      pgq doctor --problems
+      pgq doctor -q emails --json
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():

@@ -40,6 +40,10 @@ def pause(
 
     Stored in the database and honoured by the claim itself, for every consumer at once.
     Messages already leased are not affected; sending still works.
+
+    Examples:
+      pgq pause emails
+      pgq pause emails --below-priority 5
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
@@ -58,7 +62,11 @@ def resume(
     json_out: JsonOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
-    """Lift a pause (whole queue and band) and wake waiting claimers."""
+    """Lift a pause (whole queue and band) and wake waiting claimers.
+
+    Examples:
+      pgq resume emails
+    """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
         checks.check_queue(queue)

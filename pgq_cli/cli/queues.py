@@ -24,7 +24,11 @@ from .output import Format
 commands = typer.Typer()
 queue_app = typer.Typer(
     name="queue",
-    help="Per-queue settings stored in the database (see also pause, resume, queues).",
+    help="Per-queue settings stored in the database (see also pause, resume, queues).\n\n"
+    "Examples:\n"
+    "  pgq queue config emails --max-deliveries 5\n"
+    "  pgq queue config emails --fair\n"
+    "  pgq queue key emails acme --weight 4",
     no_args_is_help=True,
 )
 commands.add_typer(queue_app)
@@ -38,7 +42,12 @@ def queues(
     header: HeaderOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
-    """List queues (with messages or settings): max deliveries, pause, depth by state."""
+    """List queues (with messages or settings): max deliveries, pause, depth by state.
+
+    Examples:
+      pgq queues
+      pgq queues --json
+    """
     render.plain_header(header)
     fmt = render.resolve_format(fmt, json_out)
     with session("queues", dsn, schema) as q:
@@ -110,6 +119,12 @@ def config(
     --dedup-window D: a `pgq send --dedup-key K` repeated within D of the first send of K to
     this queue sends nothing and prints the first message's id (default 24h). `pgq purge`
     of the queue deletes keys older than that.
+
+    Examples:
+      pgq queue config emails
+      pgq queue config emails --max-deliveries 5
+      pgq queue config emails --fair --max-inflight-per-key 2
+      pgq queue config emails --dedup-window 7d
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
@@ -192,6 +207,11 @@ def key_weight(
     """Set a fairness key's weight in a fair queue (a tier: gold 4, silver 2, free 1).
 
     Takes effect at the next claim, for every consumer. Shows the key's live leases.
+
+    Examples:
+      pgq queue config emails --fair
+      pgq queue key emails acme --weight 4
+      pgq queue key emails acme
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():

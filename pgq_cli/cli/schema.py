@@ -53,7 +53,14 @@ def migrate(
     header: HeaderOpt = False,
     fmt: FormatOpt = Format.auto,
 ) -> None:
-    """Create or upgrade the pgq schema. Safe to run again; concurrent runs take turns."""
+    """Create or upgrade the pgq schema. Safe to run again; concurrent runs take turns.
+
+    Examples:
+      pgq migrate
+      pgq migrate --list
+      pgq migrate --sql
+      pgq migrate --print-grants --role-prefix app
+    """
     render.plain_header(header)
     from ..core import migrate as migrator  # psycopg: loaded when it runs, not for help
 

@@ -189,6 +189,13 @@ def stats(
 
     For cron and alerting: --format prometheus (--textfile-dir for node_exporter) and
     --fail-if thresholds, which exit 3 when crossed.
+
+    Examples:
+      pgq stats
+      pgq stats -q emails --json
+      pgq stats --format prometheus
+      pgq stats --fail-if 'oldest_ready_age > 300'
+      pgq stats --by-key -q emails --top 10
     """
     render.plain_header(header)
     plan = stats_plan(fmt, json_out, textfile_dir, textfile_name, fail_if)

@@ -326,7 +326,9 @@ def work(
     stayed unreachable for --reconnect-timeout; 130 Ctrl-C. SIGTERM stops like the
     limits do (0 or 3).
 
-    Example: pgq work -q emails --until-empty -- ./send-email.sh
+    Examples:
+      pgq work -q emails --until-empty -- python3 send_email.py
+      pgq work -q emails -c 4 --until-empty --wait 2s -- python3 job.py
     """
     # Loaded here, not at the top: `pgq work --help` loads no psycopg.
     from ..core import connect as connecting

@@ -8,6 +8,7 @@ fresh database, so none of them can stop working unnoticed.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import subprocess
@@ -78,7 +79,7 @@ def ragged_breaks(text: str) -> list[tuple[str, str]]:
     found = []
     lines = text.splitlines()
     in_sections = False
-    for before, after in zip(lines, lines[1:], strict=False):
+    for before, after in itertools.pairwise(lines):
         if after.strip() == helptext.EXAMPLES_HEADING:
             break
         if before.endswith(":") and not before.startswith(" "):

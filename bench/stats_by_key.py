@@ -15,9 +15,9 @@ In each of --repeats rounds (variants rotated per round, after one untimed warm-
 every variant runs as cron would run the installed CLI, timed on the wall clock around the
 process (Python start-up included):
 
-    PGQ_DSN=$DSN pgq stats --schema <scratch> -q jobs --format plain              # no keys
+    PGQ_DSN=$DSN pgq stats --schema <scratch> -q jobs --format plain  # no keys
     PGQ_DSN=$DSN pgq stats --schema <scratch> -q jobs --by-key --top 20 --format plain
-    PGQ_DSN=$DSN pgq stats --schema <scratch> --format prometheus                 # + pgq_key_messages
+    PGQ_DSN=$DSN pgq stats --schema <scratch> --format prometheus  # + per-key series
 
 and the library calls alone on an open connection (`Queue.depth_by_key`,
 `Queue.key_breakdown`: what the SQL costs). Medians and the spread are printed. The schema

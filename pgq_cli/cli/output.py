@@ -140,6 +140,7 @@ WRAPPED_COLUMNS = frozenset({"finding", "fix"})
 DROPPED_COLUMNS = ("ready_bar", "vt", "payload")
 # The narrowest a shortened or wrapped column is made before columns are left out.
 FLEXIBLE_MIN_WIDTH = 12
+# Room enough to measure a table's natural width: no column clamped to the terminal's.
 _UNBOUNDED = 1_000_000
 # A block's value that does not fit beside its name goes on the next line, this far in.
 _UNDER_INDENT = 2

@@ -327,8 +327,8 @@ def work(
     limits do (0 or 3).
 
     Examples:
-      pgq work -q emails --until-empty -- python3 send_email.py
-      pgq work -q emails -c 4 --until-empty --wait 2s -- python3 job.py
+      pgq work -q emails --until-empty -- sh send-email.sh
+      pgq work -q emails -c 4 --until-empty --wait 2s -- sh send-email.sh
     """
     # Loaded here, not at the top: `pgq work --help` loads no psycopg.
     from ..core import connect as connecting

@@ -175,3 +175,12 @@ def test_watch_frames_at_80_columns_keep_queue_names_whole(queue: str) -> None:
     lines = screen.getvalue().splitlines()
     assert all(len(line) <= 80 for line in lines), lines
     assert any(queue in line.split() for line in lines), lines
+
+
+def test_rich_tables_show_data_as_text_never_as_markup() -> None:
+    """A payload or key holding `[red]` or `[/]` is data: shown as it is."""
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=False, width=120, color_system=None)
+    payload = '{"a":"[red]x[/red]","b":"[/]"}'
+    console.print(output.fitted(console, ("msg_id", "payload"), [[1, payload]]), crop=False)
+    assert payload in screen.getvalue()

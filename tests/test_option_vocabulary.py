@@ -25,6 +25,8 @@ from helpers import UNREACHABLE_DSN, assert_failed
 
 from pgq_cli.cli import main
 from pgq_cli.cli.options import DURATION, MILLISECONDS
+from pgq_cli.core.durations import parse_duration, parse_milliseconds
+from pgq_cli.core.errors import InvalidInput
 from pgq_cli.core.migrate import ADVISORY_LOCK_KEY
 from pgq_cli.core.queue import Queue
 
@@ -258,6 +260,18 @@ def test_statement_timeout_bare_numbers_stay_milliseconds(
         result, elapsed = _timed(Cli(db_dsn), "claim", "--statement-timeout", value)
     assert_failed(result, 75)
     assert low <= elapsed <= high, elapsed
+
+
+def test_one_parser_for_seconds_and_milliseconds() -> None:
+    assert [parse_duration(t) for t in ("90", "500ms", "5m", "1h30m", "2m500ms")] == [
+        90, 0.5, 300, 5400, 120.5
+    ]
+    assert [parse_milliseconds(t) for t in ("3000", "0", "500ms", "3s", "1m", "1.5s")] == [
+        3000, 0, 500, 3000, 60000, 1500
+    ]
+    for bad in ("-1", "3x", "ms", "5 s", ""):
+        with pytest.raises(InvalidInput):
+            parse_milliseconds(bad, "--lock-timeout")
 
 
 def test_bad_milliseconds_name_the_flag(cli: Cli) -> None:

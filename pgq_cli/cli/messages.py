@@ -17,7 +17,7 @@ import typer
 
 from ..core import checks
 from ..core.checks import Envelope
-from ..core.durations import parse_duration
+from ..core.durations import parse_duration, parse_milliseconds
 from ..core.errors import BadPayload, EmptyClaim, InvalidInput
 from ..core.exitcodes import ExitCode
 from . import output as render
@@ -40,7 +40,6 @@ from .options import (
     ReconnectTimeoutOpt,
     SchemaOpt,
     StatementTimeoutOpt,
-    milliseconds_of,
     seconds_of,
     seconds_text,
 )
@@ -286,7 +285,7 @@ def claim(
         checks.check_priority_range(min_priority, max_priority)
         wait_s = checks.check_wait(parse_duration(wait, "--wait"))
         reconnect_s = seconds_of(reconnect_timeout, "--reconnect-timeout")
-        statement_timeout_ms = milliseconds_of(statement_timeout, "--statement-timeout")
+        statement_timeout_ms = parse_milliseconds(statement_timeout, "--statement-timeout")
     bounds = {"min_priority": min_priority, "max_priority": max_priority}
     if wait_s > 0:
         deadline = time.monotonic() + wait_s

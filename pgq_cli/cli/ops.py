@@ -14,7 +14,7 @@ import typer
 
 from ..core import purge as purge_core
 from ..core.checks import DEFAULT_QUEUE, DEFAULT_SCHEMA, check_queue
-from ..core.durations import parse_duration
+from ..core.durations import parse_duration, parse_milliseconds
 from ..core.errors import InvalidInput
 from ..core.exitcodes import ExitCode
 from ..ops import watch as watch_core
@@ -33,7 +33,6 @@ from .options import (
     ReconnectTimeoutOpt,
     SchemaOpt,
     StatementTimeoutOpt,
-    milliseconds_of,
     pick_queue,
     seconds_of,
     seconds_text,
@@ -106,7 +105,7 @@ def purge(
         # An age may be years (parse_duration's bound); purge_core checks it.
         age = parse_duration(older_than, "--older-than") if older_than is not None else None
         runtime = seconds_of(max_runtime, "--max-runtime") if max_runtime is not None else None
-        statement_timeout_ms = milliseconds_of(statement_timeout, "--statement-timeout")
+        statement_timeout_ms = parse_milliseconds(statement_timeout, "--statement-timeout")
         # The library's own checks, before connecting: exit 2 even with the database down.
         states = purge_core.check_request(name, state or [], age, everything, batch, runtime)
     with session("purge", dsn, schema, statement_timeout_ms=statement_timeout_ms) as q:

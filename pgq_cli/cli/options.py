@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from ..core import checks
-from ..core.durations import parse_duration, parse_milliseconds
+from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
 from ..core.reconnect import DEFAULT_RECONNECT_TIMEOUT_S
 from .completion import complete_queue
@@ -158,12 +158,8 @@ def seconds_of(text: str, flag: str, *, allow_zero: bool = True) -> float:
     return checks.check_seconds(parse_duration(text, flag), flag, allow_zero=allow_zero)
 
 
-def milliseconds_of(text: str, flag: str) -> int:
-    """--statement-timeout, --lock-timeout: a bare number is milliseconds, as it always
-    was (`3000` is 3 s); or a duration with its unit (`500ms`, `3s`). 0 turns it off."""
-    return parse_milliseconds(text, flag)
-
-
+# --statement-timeout, --lock-timeout: read with `durations.parse_milliseconds` (a bare
+# number stays milliseconds, as it always was; 0 turns the timeout off).
 StatementTimeoutOpt = Annotated[
     str,
     typer.Option(

@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 
 from ..core import checks
+from ..core.durations import parse_milliseconds
 from ..ops.grants import DEFAULT_ROLE_PREFIX, grant_sql
 from . import output as render
 from .boundary import boundary, status
 from .connection import session
-from .options import MILLISECONDS, DsnOpt, FormatOpt, HeaderOpt, JsonOpt, SchemaOpt, milliseconds_of
+from .options import MILLISECONDS, DsnOpt, FormatOpt, HeaderOpt, JsonOpt, SchemaOpt
 from .output import Format
 
 MIGRATE_LOCK_TIMEOUT_MS = 3_000
@@ -65,7 +66,7 @@ def migrate(
 
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        lock_timeout_ms = milliseconds_of(lock_timeout, "--lock-timeout")
+        lock_timeout_ms = parse_milliseconds(lock_timeout, "--lock-timeout")
     if print_grants:
         with boundary():
             render.text(grant_sql(schema, role_prefix))

@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..core import checks
+from ..core.durations import parse_milliseconds
 from ..core.errors import InvalidInput
 from ..core.exitcodes import ExitCode
 from .boundary import boundary, say, state
@@ -39,7 +40,6 @@ from .options import (
     ReconnectTimeoutOpt,
     SchemaOpt,
     StatementTimeoutOpt,
-    milliseconds_of,
     seconds_of,
 )
 
@@ -355,7 +355,7 @@ def work(
         max_runtime_s = _duration(max_runtime, "--max-runtime")
         grace_s = _duration(grace, "--grace", allow_zero=True)
         reconnect_s = _duration(reconnect_timeout, "--reconnect-timeout", allow_zero=True)
-        statement_timeout_ms = milliseconds_of(statement_timeout, "--statement-timeout")
+        statement_timeout_ms = parse_milliseconds(statement_timeout, "--statement-timeout")
         argv = _check_command(list(command or []))
     assert vt_s is not None and grace_s is not None
     shutdown = Shutdown(grace=grace_s)

@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo
 
-from . import embedded, pooler
+from . import pooler
 from .checks import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
 from .errors import ConfigError, ConnectFailed
 from .translate import translate
@@ -116,6 +116,8 @@ def resolve(
             "(--no-embedded or PGQ_NO_EMBEDDED)",
             hint="set --dsn, PGQ_DSN, DATABASE_URL or libpq's PGHOST/PGDATABASE/PGSERVICE",
         )
+    from . import embedded  # only when nothing is configured: most runs never load it
+
     return Target("", "embedded", embedded.data_dir(env), pool_mode=pool_mode)
 
 
@@ -138,7 +140,12 @@ def connect(
     pooler every statement carries them for its own transaction
     (`pooler.PerTransactionSettings`), so they hold for this client only.
     """
-    dsn = embedded.start(target.embedded_dir) if target.embedded_dir else target.dsn
+    if target.embedded_dir is not None:
+        from . import embedded
+
+        dsn = embedded.start(target.embedded_dir)
+    else:
+        dsn = target.dsn
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s)
     except psycopg.ProgrammingError:

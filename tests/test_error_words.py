@@ -52,8 +52,8 @@ CASES = [
     (
         lambda q: q.claim(wait=-1),
         "wait must be 0..86400 seconds",
-        ["claim", "--wait", "-1"],
-        "pgq: error: --wait must be 0..86400 seconds, not -1.0",
+        ["claim", "--wait", "2d"],
+        "pgq: error: --wait must be 0..86400 seconds, not 172800.0",
     ),
     (
         lambda q: q.configure("jobs", max_deliveries=0),

@@ -235,7 +235,7 @@ def test_installed_watch_json_streams_frames_and_rates_through_a_pipe(
 
 def test_iterations_and_interval_make_that_many_frames_that_far_apart(cli: Cli) -> None:
     started = time.monotonic()
-    result = cli("watch", "-n", "3", "--interval", "0.2", "--json")
+    result = cli("watch", "--iterations", "3", "--interval", "200ms", "--json")
     elapsed = time.monotonic() - started
     assert result.exit_code == 0, result.stderr
     shown = frames(result.stdout)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from functools import cache
 from typing import Annotated, Any
 
 import typer
+import typer.main
 from typer.core import TyperGroup
 
 import pgq_cli
@@ -73,11 +75,64 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+DEBUG_HELP = "Show (masked) tracebacks on errors."
+QUIET_HELP = "No status lines on stderr; errors, warnings and alerts still show."
+
+
+def _turn_on_debug(value: bool) -> None:
+    if value:
+        state.debug = True
+
+
+def _turn_on_quiet(value: bool) -> None:
+    if value:
+        state.quiet = True
+
+
+@cache
+def _common_options() -> tuple[Any, ...]:
+    """The --debug and --quiet every command takes after its name, as click parameters
+    (made by Typer from this signature, once)."""
+    source = typer.Typer(add_completion=False)
+
+    @source.command()
+    def common(
+        debug: Annotated[
+            bool,
+            typer.Option(
+                "--debug", help=DEBUG_HELP, expose_value=False, callback=_turn_on_debug
+            ),
+        ] = False,
+        quiet: Annotated[
+            bool,
+            typer.Option(
+                "--quiet", help=QUIET_HELP, expose_value=False, callback=_turn_on_quiet
+            ),
+        ] = False,
+    ) -> None:
+        """Never run: only its options are used."""
+
+    return tuple(typer.main.get_command(source).params)
+
+
+def add_common_options(command: Any) -> None:
+    """--debug and --quiet after the (sub)command too: `pgq stats --debug` is
+    `pgq --debug stats`. Added to a command and its subcommands when it is loaded
+    (`main.LazyCommands`); they turn on the same flags the root options set."""
+    taken = {name for param in command.params for name in getattr(param, "opts", ())}
+    for option in _common_options():
+        if not taken.intersection(option.opts):
+            command.params.append(option)
+    for subcommand in getattr(command, "commands", {}).values():
+        add_common_options(subcommand)
+
+
 def root(
     debug: Annotated[
         bool,
-        typer.Option("--debug", envvar="PGQ_DEBUG", help="Show (masked) tracebacks on errors."),
+        typer.Option("--debug", envvar="PGQ_DEBUG", help=DEBUG_HELP),
     ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help=QUIET_HELP)] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -98,10 +153,12 @@ def root(
     ] = False,
 ) -> None:
     """pgq: a Postgres-backed priority message queue. Priority 10 is most urgent."""
-    state.debug = state.debug or debug
+    # Per invocation (several can share one process, as the tests' in-process runner
+    # does); the same flags given after the subcommand turn them on when it is parsed.
+    state.debug = debug
+    state.quiet = quiet
     state.no_embedded = no_embedded
-    # Per invocation: only a command given --header turns it on (several invocations can
-    # share one process, as the tests' in-process runner does).
+    # Per invocation: only a command given --header turns it on.
     output.plain_header(False)
 
 

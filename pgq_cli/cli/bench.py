@@ -16,9 +16,10 @@ from ..bench import DEFAULT_INFLIGHT
 from ..core.errors import InvalidInput, PgqError
 from ..core.exitcodes import ExitCode
 from . import output as render
-from .boundary import boundary, say
+from .boundary import boundary, state, status
 from .connection import open_target
-from .options import DsnOpt, JsonOpt
+from .options import DURATION, DsnOpt, FormatOpt, JsonOpt, seconds_of, seconds_text
+from .output import Format
 
 if TYPE_CHECKING:
     import psycopg
@@ -79,8 +80,13 @@ def bench_command(
         int, typer.Option("--messages", help="Messages the consumers drain per level (0: skip).")
     ] = 10_000,
     max_seconds: Annotated[
-        float, typer.Option("--max-seconds", help="Stop each consumer run after this long.")
-    ] = 10.0,
+        str,
+        typer.Option(
+            "--max-seconds",
+            metavar=DURATION,
+            help="Stop each consumer run after this long (10s, 1m).",
+        ),
+    ] = seconds_text(10.0),
     compare_naive: Annotated[
         bool,
         typer.Option(
@@ -114,6 +120,7 @@ def bench_command(
     ] = 0,
     dsn: DsnOpt = "",
     json_out: JsonOpt = False,
+    fmt: FormatOpt = Format.auto,
 ) -> None:
     """Measure claim latency and claim+ack throughput as the in-flight backlog grows.
 
@@ -126,8 +133,10 @@ def bench_command(
     from ..bench import runner as bench
     from ..core import connect
 
+    fmt = render.resolve_format(fmt, json_out)
     with boundary():
         sizes = _parse_sizes(inflight)
+        max_seconds_s = seconds_of(max_seconds, "--max-seconds", allow_zero=False)
         try:
             config = bench.BenchConfig(
                 inflight=sizes,
@@ -138,7 +147,7 @@ def bench_command(
                 naive_samples=naive_samples,
                 consumers=consumers,
                 messages=messages,
-                max_seconds=max_seconds,
+                max_seconds=max_seconds_s,
                 compare_naive=compare_naive,
                 explain=explain,
                 keep=keep,
@@ -154,11 +163,11 @@ def bench_command(
                 target, "pgq bench", statement_timeout_ms=BENCH_STATEMENT_TIMEOUT_MS
             )
 
-        with render.bench_progress() as progress:
+        with render.bench_progress(show=not state.quiet) as progress:
             result = bench.run(open_conn, config, progress=progress)
         if keep:
-            say(f"pgq: kept scratch schema {result.schema}")
-        render.bench_report(result, json_out)
+            status(f"pgq: kept scratch schema {result.schema}")
+        render.bench_report(result, fmt)
         if result.over_claims or result.duplicate_leases:
             raise ClaimNotExact(
                 f"{result.over_claims} over-claims and {result.duplicate_leases} duplicate leases",

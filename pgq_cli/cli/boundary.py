@@ -31,9 +31,11 @@ from .output import to_stderr
 
 
 class _State:
-    """Process-wide flags set by the root callback (--debug, --no-embedded), secrets to mask."""
+    """Process-wide flags set by the root callback and the common options every command
+    takes (--debug, --quiet, --no-embedded), secrets to mask."""
 
     debug: bool = bool(os.environ.get("PGQ_DEBUG"))
+    quiet: bool = False
     no_embedded: bool = False
     secrets: tuple[str, ...] = ()
 
@@ -42,8 +44,15 @@ state = _State()
 
 
 def say(message: str) -> None:
-    """A status line on stderr."""
+    """A line on stderr that --quiet keeps: an error, a warning, an alert, what an exit
+    code other than 0 means."""
     to_stderr(redact(message, state.secrets))
+
+
+def status(message: str) -> None:
+    """A status line on stderr (what was done, what is happening): --quiet silences it."""
+    if not state.quiet:
+        say(message)
 
 
 # The library's errors name its parameters (`PgqError.params`); the CLI says the flag or

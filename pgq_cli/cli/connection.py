@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..core.checks import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_SCHEMA, DEFAULT_STATEMENT_TIMEOUT_MS
 from ..core.errors import ConnectFailed
-from .boundary import boundary, say, state
+from .boundary import boundary, say, state, status
 
 # Command modules import this at their top, and `pgq CMD --help` must not load psycopg:
 # the connecting code loads when a command connects.
@@ -41,7 +41,7 @@ def open_target(dsn: str | None) -> Target:
             "process list; prefer PGQ_DSN, PGPASSWORD or ~/.pgpass"
         )
     if target.embedded_dir is not None:
-        say(
+        status(
             f"pgq: no database configured; using the embedded PostgreSQL in "
             f"{target.embedded_dir} (set --dsn or PGQ_DSN to use a server; `pgq embedded "
             "stop` stops it)"
@@ -103,7 +103,7 @@ def run_reconnecting(
             )
 
         def announce(lost: ConnectFailed) -> None:
-            say(f"pgq: {lost.message}; reconnecting for up to {reconnect_timeout_s:g} s")
+            status(f"pgq: {lost.message}; reconnecting for up to {reconnect_timeout_s:g} s")
 
         return reconnect.run_reconnecting(
             dial,

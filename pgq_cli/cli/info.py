@@ -12,7 +12,7 @@ import typer
 from ..core.checks import DEFAULT_SCHEMA, check_schema
 from ..core.exitcodes import ExitCode
 from . import output as render
-from .boundary import boundary, say
+from .boundary import boundary, say, status
 from .connection import open_target
 from .options import DsnOpt, FormatOpt, JsonOpt, SchemaOpt
 from .output import Format
@@ -80,15 +80,20 @@ def embedded_stop() -> None:
         directory = embedded.data_dir()
         stopped = embedded.stop(directory)
     if stopped is None:
-        say(f"pgq: the embedded PostgreSQL in {directory} is not running")
+        status(f"pgq: the embedded PostgreSQL in {directory} is not running")
     else:
-        say(f"pgq: stopped the embedded PostgreSQL (pid {stopped.pid}) in {directory}")
+        status(f"pgq: stopped the embedded PostgreSQL (pid {stopped.pid}) in {directory}")
 
 
 @embedded_app.command("path")
-def embedded_path() -> None:
+def embedded_path(json_out: JsonOpt = False, fmt: FormatOpt = Format.auto) -> None:
     """Print the embedded server's data directory (whether or not it exists)."""
     from ..core import embedded  # psycopg: loaded only when the command runs
 
+    fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        render.text(f"{embedded.data_dir()}\n")
+        directory = str(embedded.data_dir())
+        if fmt is Format.json:
+            render.one({"data_dir": directory}, fmt)
+        else:  # the bare path in every other format: `cd "$(pgq embedded path)"`
+            render.text(f"{directory}\n")

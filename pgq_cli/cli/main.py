@@ -31,7 +31,7 @@ import typer
 import typer.main
 
 from . import coercion
-from .app import PgqGroup, create_app
+from .app import PgqGroup, add_common_options, create_app
 
 # Module (in this package) -> the commands it declares, in help order.
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
@@ -93,6 +93,7 @@ class LazyCommands(PgqGroup):
         if cmd_name not in self.commands and module is not None:
             command = convert_command(command_group(module), cmd_name)
             if command is not None:
+                add_common_options(command)
                 self.commands[cmd_name] = command
                 coercion.install_subcommand(command, cmd_name, ctx)
         return self.commands.get(cmd_name)

@@ -17,15 +17,17 @@ import typer
 
 from ..core import checks
 from ..core.checks import Envelope
-from ..core.durations import parse_duration
+from ..core.durations import parse_duration, parse_milliseconds
 from ..core.errors import BadPayload, EmptyClaim, InvalidInput
 from ..core.exitcodes import ExitCode
 from . import output as render
 from . import pipeline
-from .boundary import boundary, say
+from .boundary import boundary, say, status
 from .connection import run_reconnecting, session
 from .options import (
     DEFAULT_RECONNECT_TIMEOUT,
+    DEFAULT_STATEMENT_TIMEOUT,
+    DURATION,
     DsnOpt,
     FormatOpt,
     HeaderOpt,
@@ -38,6 +40,8 @@ from .options import (
     ReconnectTimeoutOpt,
     SchemaOpt,
     StatementTimeoutOpt,
+    seconds_of,
+    seconds_text,
 )
 from .output import Format
 
@@ -123,8 +127,11 @@ def send(
     queue: QueueOpt = checks.DEFAULT_QUEUE,
     priority: PriorityOpt = checks.DEFAULT_PRIORITY,
     delay: Annotated[
-        float, typer.Option("--delay", help="Seconds before it can be claimed.")
-    ] = 0.0,
+        str,
+        typer.Option(
+            "--delay", metavar=DURATION, help="How long before it can be claimed (30s, 5m, 2h)."
+        ),
+    ] = "0",
     file: Annotated[
         str | None,
         typer.Option(
@@ -155,6 +162,7 @@ def send(
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = Format.auto,
 ) -> None:
     """Send messages; print their msg ids. Priority 10 is most urgent.
 
@@ -165,12 +173,12 @@ def send(
     cannot know whether the first try committed: give each message a --dedup-key and the
     retry cannot send it twice.
     """
-    fmt = render.resolve_format(Format.plain, json_out)
+    fmt = render.resolve_format(fmt, json_out)
     envelopes: list[Envelope] = []
     with boundary():
         checks.check_queue(queue)
         checks.check_priority(priority)
-        checks.check_seconds(delay, "delay")
+        delay_s = seconds_of(delay, "--delay")
         if key is not None:
             checks.check_key(key)
         if (payload is None) == (file is None):
@@ -190,11 +198,11 @@ def send(
             for text, number in zip(lines, line_numbers, strict=True):
                 if envelope:
                     envelopes.append(
-                        _envelope(text, number, priority=priority, delay=delay, key=key)
+                        _envelope(text, number, priority=priority, delay=delay_s, key=key)
                     )
                 else:
                     checked = checks.check_payload(text, where=f"line {number}")
-                    envelopes.append(Envelope(checked, key, priority, delay))
+                    envelopes.append(Envelope(checked, key, priority, delay_s))
         else:
             assert payload is not None
             text = sys.stdin.read() if payload == "-" else payload
@@ -208,17 +216,17 @@ def send(
                 dedup_key=dedup_key,
                 queue=queue,
                 priority=priority,
-                delay=delay,
+                delay=delay_s,
                 key=key,
             )
             if not sent.created:
-                say(
+                status(
                     f"pgq: dedup key {dedup_key[:40]!r} already sent message {sent.msg_id} "
                     f"to {queue!r}; nothing sent"
                 )
             ids = [sent.msg_id]
         else:
-            ids = [q.send(payloads[0], queue=queue, priority=priority, delay=delay, key=key)]
+            ids = [q.send(payloads[0], queue=queue, priority=priority, delay=delay_s, key=key)]
         render.ids(ids, fmt)
 
 
@@ -227,8 +235,11 @@ def claim(
     queue: QueueOpt = checks.DEFAULT_QUEUE,
     qty: Annotated[int, typer.Option("--qty", "-n", help="At most this many messages.")] = 1,
     vt: Annotated[
-        float, typer.Option("--vt", help="Lease (visibility timeout) in seconds.")
-    ] = checks.DEFAULT_VT_S,
+        str,
+        typer.Option(
+            "--vt", metavar=DURATION, help="Lease (visibility timeout): 30s, 5m, 2h."
+        ),
+    ] = seconds_text(checks.DEFAULT_VT_S),
     min_priority: Annotated[
         int, typer.Option("--min-priority", help="Only claim priority >= this.")
     ] = checks.MIN_PRIORITY,
@@ -239,20 +250,21 @@ def claim(
         bool, typer.Option("--fail-if-empty", help="Exit 3 when nothing was claimed.")
     ] = False,
     wait: Annotated[
-        float,
+        str,
         typer.Option(
             "--wait",
-            help="Wait up to this many seconds for work (LISTEN/NOTIFY, polling for delayed "
+            metavar=DURATION,
+            help="Wait up to this long for work (LISTEN/NOTIFY, polling for delayed "
             "and expired work); needs a session connection, not transaction-pooled PgBouncer.",
         ),
-    ] = 0.0,
+    ] = "0",
     reconnect_timeout: ReconnectTimeoutOpt = DEFAULT_RECONNECT_TIMEOUT,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
     header: HeaderOpt = False,
     fmt: FormatOpt = Format.auto,
-    statement_timeout: StatementTimeoutOpt = checks.DEFAULT_STATEMENT_TIMEOUT_MS,
+    statement_timeout: StatementTimeoutOpt = DEFAULT_STATEMENT_TIMEOUT,
 ) -> None:
     """Lease up to --qty messages: highest priority first (10 is most urgent), FIFO within one.
 
@@ -269,18 +281,19 @@ def claim(
     with boundary():
         checks.check_queue(queue)
         checks.check_qty(qty)
-        checks.check_seconds(vt, "vt", allow_zero=False)
+        vt_s = seconds_of(vt, "--vt", allow_zero=False)
         checks.check_priority_range(min_priority, max_priority)
-        checks.check_wait(wait)
-        reconnect_s = parse_duration(reconnect_timeout, "--reconnect-timeout")
+        wait_s = checks.check_wait(parse_duration(wait, "--wait"))
+        reconnect_s = seconds_of(reconnect_timeout, "--reconnect-timeout")
+        statement_timeout_ms = parse_milliseconds(statement_timeout, "--statement-timeout")
     bounds = {"min_priority": min_priority, "max_priority": max_priority}
-    if wait > 0:
-        deadline = time.monotonic() + wait
+    if wait_s > 0:
+        deadline = time.monotonic() + wait_s
 
         def wait_for_work(q: Queue) -> list[Message]:
             # After a reconnect the wait goes on for what is left of it (at least one claim).
             left = max(deadline - time.monotonic(), 0.0)
-            return q.claim(queue=queue, qty=qty, vt=vt, **bounds, wait=left)
+            return q.claim(queue=queue, qty=qty, vt=vt_s, **bounds, wait=left)
 
         found = run_reconnecting(
             "claim",
@@ -288,11 +301,11 @@ def claim(
             schema,
             wait_for_work,
             reconnect_timeout_s=reconnect_s,
-            statement_timeout_ms=statement_timeout,
+            statement_timeout_ms=statement_timeout_ms,
         )
     else:
-        with session("claim", dsn, schema, statement_timeout_ms=statement_timeout) as q:
-            found = q.claim(queue=queue, qty=qty, vt=vt, **bounds)
+        with session("claim", dsn, schema, statement_timeout_ms=statement_timeout_ms) as q:
+            found = q.claim(queue=queue, qty=qty, vt=vt_s, **bounds)
     with boundary():
         if not found and fail_if_empty:
             raise EmptyClaim(f"queue {queue!r} had nothing ready to claim")
@@ -351,6 +364,7 @@ def ack(
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = Format.auto,
 ) -> None:
     """Acknowledge (delete) messages, each id on its own.
 
@@ -359,7 +373,7 @@ def ack(
     saying what happened to it, and the exit code is 3. `pgq claim --json | ... | pgq ack -`
     acks each claimed message with its own lease.
     """
-    fmt = render.resolve_format(Format.plain, json_out)
+    fmt = render.resolve_format(fmt, json_out)
     with boundary():
         ids = pipeline.parse_ids(msg_ids, lease)
         checks.check_lease(lease)
@@ -384,8 +398,11 @@ def requeue(
     ] = None,
     lease: LeaseOpt = None,
     delay: Annotated[
-        float, typer.Option("--delay", help="Seconds before it can be claimed again.")
-    ] = 0.0,
+        str,
+        typer.Option(
+            "--delay", metavar=DURATION, help="How long before it can be claimed again (30s, 5m)."
+        ),
+    ] = "0",
     expired: Annotated[
         bool,
         typer.Option(
@@ -405,6 +422,7 @@ def requeue(
         str | None,
         typer.Option(
             "--older-than",
+            metavar=DURATION,
             help="With --dead: only those that died at least this long ago (30s, 15m, 2h, 7d).",
             show_default=False,
         ),
@@ -428,13 +446,14 @@ def requeue(
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = Format.auto,
 ) -> None:
     """Give messages back to the queue (read_ct is kept), now or after --delay.
 
     A message that has had its queue's max deliveries goes to dead letters instead
     (`pgq queue config Q --max-deliveries N`). `--dead` redrives dead letters.
     """
-    fmt = render.resolve_format(Format.plain, json_out)
+    fmt = render.resolve_format(fmt, json_out)
     with boundary():
         if [bool(msg_ids), expired, dead].count(True) != 1:
             raise InvalidInput("give MSG_IDs, --expired or --dead")
@@ -444,10 +463,10 @@ def requeue(
             checks.check_queue(queue)
         ids: list[int] | None = []
         claimed: list[pipeline.Leased] = []
+        delay_s = seconds_of(delay, "--delay")
         if msg_ids:
             ids = pipeline.parse_ids(msg_ids, lease)
             checks.check_lease(lease)
-            checks.check_seconds(delay, "delay")
         age = _check_redrive(dead, older_than, limit, all_dead, has_queue=queue is not None)
         if ids is None:
             claimed = pipeline.read_claimed(sys.stdin)
@@ -459,13 +478,13 @@ def requeue(
             return
         if dead:
             redriven = q.redrive_dead(queue=queue, older_than=age, limit=limit)
-            say(f"pgq: redrove {len(redriven)} dead letter(s) to ready")
+            status(f"pgq: redrove {len(redriven)} dead letter(s) to ready")
             if redriven:
                 render.ids(redriven, fmt)
             elif fmt is Format.json:
                 render.one({"redriven": 0}, fmt)  # a result, even when there was nothing
             return
-        _requeue_messages(q, ids, claimed, lease=lease, delay=delay, fmt=fmt)
+        _requeue_messages(q, ids, claimed, lease=lease, delay=delay_s, fmt=fmt)
 
 
 def _requeue_messages(
@@ -486,7 +505,7 @@ def _requeue_messages(
         results = q.requeue_each(ids, lease=lease, delay=delay)
     went_dead = [r.msg_id for r in results if r.done and r.state == "dead"]
     if went_dead:
-        say(
+        status(
             f"pgq: {len(went_dead)} message(s) had their last delivery and went to dead "
             f"letters: {', '.join(map(str, went_dead[:10]))}"
         )
@@ -528,7 +547,10 @@ def _check_redrive(
 @commands.command()
 def extend(
     msg_id: Annotated[int, typer.Argument(help="Message id.", show_default=False)],
-    vt: Annotated[float, typer.Option("--vt", help="New lease: this many seconds from now.")],
+    vt: Annotated[
+        str,
+        typer.Option("--vt", metavar=DURATION, help="New lease: this long from now (30s, 5m)."),
+    ],
     lease: LeaseOpt = None,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
@@ -540,6 +562,6 @@ def extend(
     with boundary():
         checks.check_ids([msg_id])
         checks.check_lease(lease)
-        checks.check_seconds(vt, "vt", allow_zero=False)
+        vt_s = seconds_of(vt, "--vt", allow_zero=False)
     with session("extend", dsn, schema) as q:
-        render.messages([q.extend(msg_id, vt=vt, lease=lease)], fmt)
+        render.messages([q.extend(msg_id, vt=vt_s, lease=lease)], fmt)

@@ -14,21 +14,28 @@ import typer
 
 from ..core import purge as purge_core
 from ..core.checks import DEFAULT_QUEUE, DEFAULT_SCHEMA, check_queue
-from ..core.durations import parse_duration
+from ..core.durations import parse_duration, parse_milliseconds
 from ..core.errors import InvalidInput
 from ..core.exitcodes import ExitCode
 from ..ops import watch as watch_core
 from . import output as render
-from .boundary import boundary, say
+from .boundary import boundary, say, status
 from .connection import run_reconnecting, session
 from .options import (
     DEFAULT_RECONNECT_TIMEOUT,
+    DURATION,
     DsnOpt,
     FormatOpt,
     JsonOpt,
+    OptionalQueueOpt,
+    QueueArg,
+    QueueNamedOpt,
     ReconnectTimeoutOpt,
     SchemaOpt,
     StatementTimeoutOpt,
+    pick_queue,
+    seconds_of,
+    seconds_text,
 )
 from .output import Format
 
@@ -45,7 +52,8 @@ commands = typer.Typer()
 
 @commands.command()
 def purge(
-    queue: Annotated[str, typer.Argument(help="The queue to purge.", show_default=False)],
+    queue_arg: QueueArg = None,
+    queue: QueueNamedOpt = None,
     state: Annotated[
         list[str] | None,
         typer.Option(
@@ -58,6 +66,7 @@ def purge(
         str | None,
         typer.Option(
             "--older-than",
+            metavar=DURATION,
             help="Only messages sent at least this long ago (30s, 15m, 2h, 7d); dead "
             "letters: that died at least this long ago.",
         ),
@@ -70,7 +79,11 @@ def purge(
     ] = purge_core.DEFAULT_BATCH,
     max_runtime: Annotated[
         str | None,
-        typer.Option("--max-runtime", help="Stop between batches after this long (30s, 5m)."),
+        typer.Option(
+            "--max-runtime",
+            metavar=DURATION,
+            help="Stop between batches after this long (30s, 5m).",
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
@@ -78,24 +91,26 @@ def purge(
     dsn: DsnOpt = "",
     schema: SchemaOpt = DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
-    statement_timeout: StatementTimeoutOpt = PURGE_STATEMENT_TIMEOUT_MS,
+    fmt: FormatOpt = Format.auto,
+    statement_timeout: StatementTimeoutOpt = str(PURGE_STATEMENT_TIMEOUT_MS),
 ) -> None:
     """Delete a queue's messages by state and age, in short batches (never one long lock).
 
     Needs --state and/or --older-than, or --all. Leased messages are deleted too if
     selected: their consumers' acks then exit 3.
     """
+    fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        check_queue(queue)
+        name = pick_queue(queue, queue_arg)
+        # An age may be years (parse_duration's bound); purge_core checks it.
         age = parse_duration(older_than, "--older-than") if older_than is not None else None
-        runtime = (
-            parse_duration(max_runtime, "--max-runtime") if max_runtime is not None else None
-        )
+        runtime = seconds_of(max_runtime, "--max-runtime") if max_runtime is not None else None
+        statement_timeout_ms = parse_milliseconds(statement_timeout, "--statement-timeout")
         # The library's own checks, before connecting: exit 2 even with the database down.
-        states = purge_core.check_request(queue, state or [], age, everything, batch, runtime)
-    with session("purge", dsn, schema, statement_timeout_ms=statement_timeout) as q:
+        states = purge_core.check_request(name, state or [], age, everything, batch, runtime)
+    with session("purge", dsn, schema, statement_timeout_ms=statement_timeout_ms) as q:
         result = q.purge(
-            queue,
+            name,
             states=states or (),
             older_than=age,
             everything=everything,
@@ -104,16 +119,14 @@ def purge(
             dry_run=dry_run,
         )
         data = result.to_json()
-        if json_out:
-            render.one(data, Format.json)
-        else:
+        if fmt is not Format.json:
             data["states"] = ",".join(result.states) if result.states else "all"
             data["batches"] = ",".join(map(str, result.batches))
-            render.one(data, Format.plain)
+        render.one(data, fmt)
     verb = "would delete" if result.dry_run else "deleted"
     more = " (stopped by --max-runtime; run it again for the rest)" if result.stopped_early else ""
-    say(
-        f"pgq: {verb} {result.deleted} message(s) from {queue!r} in "
+    status(
+        f"pgq: {verb} {result.deleted} message(s) from {name!r} in "
         f"{len(result.batches)} batch(es) of at most {batch}{more}"
     )
 
@@ -123,15 +136,14 @@ def purge(
 
 @commands.command()
 def watch(
-    queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Only this queue.")
-    ] = None,
+    queue: OptionalQueueOpt = None,
     interval: Annotated[
-        float, typer.Option("--interval", help="Seconds between frames.")
-    ] = 1.0,
+        str,
+        typer.Option("--interval", metavar=DURATION, help="Time between frames (500ms, 2s)."),
+    ] = seconds_text(1.0),
     iterations: Annotated[
         int | None,
-        typer.Option("--iterations", "-n", help="Stop after N frames (default: until Ctrl-C)."),
+        typer.Option("--iterations", help="Stop after N frames (default: until Ctrl-C)."),
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="One frame, then exit.")] = False,
     estimate: Annotated[
@@ -147,6 +159,7 @@ def watch(
     dsn: DsnOpt = "",
     schema: SchemaOpt = DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = Format.auto,
 ) -> None:
     """Live view: depth per priority and state, claim/send/ack rates, oldest ready age.
 
@@ -161,15 +174,16 @@ def watch(
     with boundary():
         if queue is not None:
             check_queue(queue)
-        if not 0.05 <= interval <= 3600:
-            raise InvalidInput("--interval must be 0.05..3600 seconds")
+        interval_s = seconds_of(interval, "--interval")
+        if not 0.05 <= interval_s <= 3600:
+            raise InvalidInput("--interval must be 50ms..1h")
         if iterations is not None and iterations < 1:
             raise InvalidInput("--iterations must be 1 or more")
         if once and iterations is not None:
             raise InvalidInput("--once and --iterations exclude each other")
-        reconnect_s = parse_duration(reconnect_timeout, "--reconnect-timeout")
+        reconnect_s = seconds_of(reconnect_timeout, "--reconnect-timeout")
     count = 1 if once else iterations
-    fmt = render.resolve_format(Format.auto, json_out)
+    fmt = render.resolve_format(fmt, json_out)
     shown = 0
 
     def watch_frames(q: Queue) -> None:
@@ -181,13 +195,13 @@ def watch(
 
         # After a reconnect: only the frames still owed, and one interval's pause first.
         if shown:
-            time.sleep(interval)
+            time.sleep(interval_s)
         left = None if count is None else count - shown
         watch_core.run(
             q,
             emit=show,
             queue=queue,
-            interval=interval,
+            interval=interval_s,
             iterations=left,
             estimate=estimate,
             on_frame=count_shown,
@@ -209,6 +223,7 @@ def doctor(
         str,
         typer.Option(
             "--max-xact-age",
+            metavar=DURATION,
             help="Report transactions older than this that hold back vacuum (30s, 5m).",
         ),
     ] = "5m",

@@ -537,9 +537,10 @@ BENCH_HEADERS = (
 
 
 @contextmanager
-def bench_progress() -> Iterator[ProgressCallback | None]:
-    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
-    if not sys.stderr.isatty():
+def bench_progress(show: bool = True) -> Iterator[ProgressCallback | None]:
+    """A rich progress bar on stderr when it is a terminal (and `show`: not --quiet);
+    nothing otherwise."""
+    if not (show and sys.stderr.isatty()):
         yield None
         return
     from rich.console import Console
@@ -588,10 +589,10 @@ def _bench_rows(result: BenchResult) -> list[list[Any]]:
     return cells
 
 
-def bench_report(result: BenchResult, json_out: bool) -> None:
-    """`pgq bench`: one JSON object, or a titled table (rich on a terminal, tabulate on a
-    pipe) with a footer of counts, then any EXPLAIN plans."""
-    if json_out:
+def bench_report(result: BenchResult, fmt: Format) -> None:
+    """`pgq bench`: one JSON object, or a titled table (rich; tabulate for table and plain)
+    with a footer of counts, then any EXPLAIN plans."""
+    if fmt is Format.json:
         sys.stdout.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
         return
     config = result.config
@@ -605,7 +606,7 @@ def bench_report(result: BenchResult, json_out: bool) -> None:
         f"duplicate leases {result.duplicate_leases}"
         " (over/dup per level; * = stopped by --max-seconds before the queue drained)"
     )
-    if sys.stdout.isatty():
+    if fmt is Format.rich:
         from rich import box
         from rich.console import Console
         from rich.table import Table

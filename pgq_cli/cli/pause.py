@@ -11,9 +11,9 @@ import typer
 
 from ..core import checks
 from . import output as render
-from .boundary import boundary, say
+from .boundary import boundary, status
 from .connection import session
-from .options import DsnOpt, FormatOpt, JsonOpt, QueueArg, SchemaOpt
+from .options import DsnOpt, FormatOpt, JsonOpt, QueueArg, QueueNamedOpt, SchemaOpt, pick_queue
 from .output import Format
 
 # Registered by `main.build_app`, in the order `pgq --help` lists them.
@@ -22,7 +22,8 @@ commands = typer.Typer()
 
 @commands.command()
 def pause(
-    queue: QueueArg,
+    queue_arg: QueueArg = None,
+    queue: QueueNamedOpt = None,
     below_priority: Annotated[
         int | None,
         typer.Option(
@@ -43,16 +44,17 @@ def pause(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        checks.check_queue(queue)
+        name = pick_queue(queue, queue_arg)
         checks.check_below_priority(below_priority)
     with session("pause", dsn, schema) as q:
-        result = q.pause(queue, below_priority=below_priority)
+        result = q.pause(name, below_priority=below_priority)
         render.queue_settings(result.to_json(), fmt)
 
 
 @commands.command()
 def resume(
-    queue: QueueArg,
+    queue_arg: QueueArg = None,
+    queue: QueueNamedOpt = None,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -61,9 +63,9 @@ def resume(
     """Lift a pause (whole queue and band) and wake waiting claimers."""
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        checks.check_queue(queue)
+        name = pick_queue(queue, queue_arg)
     with session("resume", dsn, schema) as q:
-        result = q.resume(queue)
+        result = q.resume(name)
         if result.updated_at is None:
-            say(f"pgq: queue {queue!r} was not paused")
+            status(f"pgq: queue {name!r} was not paused")
         render.queue_settings(result.to_json(), fmt)

@@ -11,12 +11,22 @@ from typing import Annotated
 import typer
 
 from ..core import checks
-from ..core.durations import parse_duration
 from ..core.errors import InvalidInput
 from . import output as render
-from .boundary import boundary, say
+from .boundary import boundary, status
 from .connection import session
-from .options import DsnOpt, FormatOpt, HeaderOpt, JsonOpt, QueueArg, SchemaOpt
+from .options import (
+    DURATION,
+    DsnOpt,
+    FormatOpt,
+    HeaderOpt,
+    JsonOpt,
+    QueueArg,
+    QueueNamedOpt,
+    SchemaOpt,
+    pick_queue,
+    seconds_of,
+)
 from .output import Format
 
 # Registered by `main.build_app`. Typer lists a Typer's own commands before its groups, so
@@ -48,7 +58,8 @@ def queues(
 
 @queue_app.command("config")
 def config(
-    queue: QueueArg,
+    queue_arg: QueueArg = None,
+    queue: QueueNamedOpt = None,
     max_deliveries: Annotated[
         int | None,
         typer.Option(
@@ -83,6 +94,7 @@ def config(
         str | None,
         typer.Option(
             "--dedup-window",
+            metavar=DURATION,
             help="Set how long a `send --dedup-key` key is remembered (30m, 24h, 7d; "
             "default 24h).",
             show_default=False,
@@ -113,7 +125,7 @@ def config(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        checks.check_queue(queue)
+        name = pick_queue(queue, queue_arg)
         if max_deliveries is not None and unlimited:
             raise InvalidInput("give --max-deliveries or --unlimited, not both")
         checks.check_max_deliveries(max_deliveries)
@@ -122,9 +134,7 @@ def config(
         checks.check_max_inflight(max_inflight_per_key)
         window_s = None
         if dedup_window is not None:
-            window_s = checks.check_dedup_window(
-                parse_duration(dedup_window, "--dedup-window")
-            )
+            window_s = checks.check_dedup_window(seconds_of(dedup_window, "--dedup-window"))
         dedup_only = window_s is not None or show_dedup_window
         if dedup_only and (
             max_deliveries is not None
@@ -141,42 +151,45 @@ def config(
     if dedup_only:
         with session("queue config", dsn, schema) as q:
             if window_s is None:
-                window = q.dedup_window(queue)
+                window = q.dedup_window(name)
             else:
-                window = q.set_dedup_window(queue, window_s)
+                window = q.set_dedup_window(name, window_s)
             render.one(window.to_json(), fmt)
         return
     with session("queue config", dsn, schema) as q:
         moved: dict[str, object] = {}
         if max_deliveries is not None or unlimited:
-            result = q.configure(queue, max_deliveries=max_deliveries)
+            result = q.configure(name, max_deliveries=max_deliveries)
             moved = {"moved_to_dead": result.moved_to_dead}
             if result.moved_to_dead:
-                say(
-                    f"pgq: {result.moved_to_dead} waiting message(s) of {queue!r} had already "
+                status(
+                    f"pgq: {result.moved_to_dead} waiting message(s) of {name!r} had already "
                     f"been delivered {max_deliveries} times and went to dead letters"
                 )
         if fair is not None or set_cap:
             q.configure_fairness(
-                queue,
+                name,
                 fair=fair,
                 max_inflight_per_key=max_inflight_per_key,
                 set_max_inflight=set_cap,
             )
-        shown = {**q.settings(queue).to_json(), **q.fairness(queue).to_json(), **moved}
+        shown = {**q.settings(name).to_json(), **q.fairness(name).to_json(), **moved}
         render.queue_settings(shown, fmt, extra=(*render.FAIRNESS_HEADERS, *moved))
 
 
 @queue_app.command("key")
 def key_weight(
-    queue: QueueArg,
+    queue_arg: QueueArg = None,
     key: Annotated[
         str | None,
         typer.Argument(
-            help="The fairness key (as sent with --key); omit it for messages sent without.",
+            metavar="KEY",
+            help="The fairness key (as sent with --key); omit it for messages sent without. "
+            "With -q, the only argument is the key.",
             show_default=False,
         ),
     ] = None,
+    queue: QueueNamedOpt = None,
     weight: Annotated[
         float,
         typer.Option(
@@ -195,9 +208,12 @@ def key_weight(
     """
     fmt = render.resolve_format(fmt, json_out)
     with boundary():
-        checks.check_queue(queue)
+        if queue is not None and key is None:
+            # `queue key -q Q KEY`: with the queue given by -q, the one argument is the key.
+            queue_arg, key = None, queue_arg
+        name = pick_queue(queue, queue_arg)
         if key is not None:
             checks.check_key(key)
         checks.check_weight(weight)
     with session("queue key", dsn, schema) as q:
-        render.key_weight(q.set_key_weight(queue, key, weight).to_json(), fmt)
+        render.key_weight(q.set_key_weight(name, key, weight).to_json(), fmt)

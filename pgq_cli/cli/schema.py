@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 
 from ..core import checks
+from ..core.durations import parse_milliseconds
 from ..ops.grants import DEFAULT_ROLE_PREFIX, grant_sql
 from . import output as render
-from .boundary import boundary, say
+from .boundary import boundary, status
 from .connection import session
-from .options import DsnOpt, FormatOpt, HeaderOpt, JsonOpt, SchemaOpt
+from .options import MILLISECONDS, DsnOpt, FormatOpt, HeaderOpt, JsonOpt, SchemaOpt
 from .output import Format
 
 MIGRATE_LOCK_TIMEOUT_MS = 3_000
@@ -45,8 +46,14 @@ def migrate(
         str, typer.Option("--role-prefix", help="With --print-grants: roles are PREFIX_producer...")
     ] = DEFAULT_ROLE_PREFIX,
     lock_timeout: Annotated[
-        int, typer.Option("--lock-timeout", help="lock_timeout in milliseconds (exit 75).")
-    ] = MIGRATE_LOCK_TIMEOUT_MS,
+        str,
+        typer.Option(
+            "--lock-timeout",
+            metavar=MILLISECONDS,
+            help="lock_timeout: a bare number is milliseconds (3000), or 500ms, 3s, 1m; "
+            "exit 75 when hit.",
+        ),
+    ] = str(MIGRATE_LOCK_TIMEOUT_MS),
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,
@@ -58,6 +65,8 @@ def migrate(
     from ..core import migrate as migrator  # psycopg: loaded when it runs, not for help
 
     fmt = render.resolve_format(fmt, json_out)
+    with boundary():
+        lock_timeout_ms = parse_milliseconds(lock_timeout, "--lock-timeout")
     if print_grants:
         with boundary():
             render.text(grant_sql(schema, role_prefix))
@@ -66,7 +75,7 @@ def migrate(
         with boundary():
             render.text(migrator.pending_sql(schema, since))
         return
-    with session("migrate", dsn, schema, lock_timeout_ms=lock_timeout) as q:
+    with session("migrate", dsn, schema, lock_timeout_ms=lock_timeout_ms) as q:
         if list_:
             render.migrations(migrator.status(q.conn, schema), fmt)
             return
@@ -82,6 +91,6 @@ def migrate(
             )
     if applied:
         for m in applied:
-            say(f"pgq: applied {m.filename}")
+            status(f"pgq: applied {m.filename}")
     else:
-        say(f"pgq: schema {schema!r} is up to date")
+        status(f"pgq: schema {schema!r} is up to date")

@@ -23,7 +23,7 @@ from ..ops import thresholds as health
 from . import output as render
 from .boundary import boundary, say
 from .connection import session
-from .options import DsnOpt, HeaderOpt, JsonOpt, SchemaOpt
+from .options import DsnOpt, HeaderOpt, JsonOpt, OptionalQueueOpt, SchemaOpt
 from .output import Format
 
 if TYPE_CHECKING:
@@ -161,9 +161,7 @@ def stats_emit(
 
 @commands.command()
 def stats(
-    queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Only this queue.")
-    ] = None,
+    queue: OptionalQueueOpt = None,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
     json_out: JsonOpt = False,

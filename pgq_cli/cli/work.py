@@ -26,12 +26,22 @@ from typing import IO, TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..core import checks
-from ..core.durations import parse_duration
+from ..core.durations import parse_milliseconds
 from ..core.errors import InvalidInput
 from ..core.exitcodes import ExitCode
 from .boundary import boundary, say, state
 from .connection import session
-from .options import DsnOpt, QueueOpt, SchemaOpt, StatementTimeoutOpt
+from .options import (
+    DEFAULT_RECONNECT_TIMEOUT,
+    DEFAULT_STATEMENT_TIMEOUT,
+    DURATION,
+    DsnOpt,
+    QueueOpt,
+    ReconnectTimeoutOpt,
+    SchemaOpt,
+    StatementTimeoutOpt,
+    seconds_of,
+)
 
 if TYPE_CHECKING:
     from ..core.queue import Message
@@ -39,7 +49,6 @@ if TYPE_CHECKING:
 # Registered by `main.build_app`, in the order `pgq --help` lists them.
 commands = typer.Typer()
 
-DEFAULT_RECONNECT_TIMEOUT = "60s"
 DEFAULT_GRACE = "30s"
 # After SIGTERM to a command's process group, how long before SIGKILL.
 KILL_AFTER_S = 2.0
@@ -244,10 +253,7 @@ def _check_command(command: list[str]) -> list[str]:
 
 
 def _duration(text: str | None, option: str, *, allow_zero: bool = False) -> float | None:
-    if text is None:
-        return None
-    seconds = parse_duration(text, option)
-    return checks.check_seconds(seconds, option, allow_zero=allow_zero)
+    return None if text is None else seconds_of(text, option, allow_zero=allow_zero)
 
 
 def _positive(value: int | None, option: str, upper: int) -> int | None:
@@ -272,17 +278,21 @@ def work(
         int, typer.Option("--concurrency", "-c", help="Run up to this many commands at once.")
     ] = 1,
     vt: Annotated[
-        str, typer.Option("--vt", help="Lease length (30s, 5m, 2h or seconds); extended "
-                          "while the command runs.")
+        str,
+        typer.Option("--vt", metavar=DURATION,
+                     help="Lease length (30s, 5m, 2h or seconds); extended "
+                     "while the command runs."),
     ] = "30s",
     timeout: Annotated[
         str | None,
-        typer.Option("--timeout", help="Kill a command that runs longer; its message goes back.",
+        typer.Option("--timeout", metavar=DURATION,
+                     help="Kill a command that runs longer; its message goes back.",
                      show_default=False),
     ] = None,
     wait: Annotated[
         str | None,
-        typer.Option("--wait", help="Idle on LISTEN/NOTIFY up to this long between empty "
+        typer.Option("--wait", metavar=DURATION,
+                     help="Idle on LISTEN/NOTIFY up to this long between empty "
                      "claims (default 1s); with --until-empty: stop once nothing was "
                      "claimable for this long.", show_default=False),
     ] = None,
@@ -296,23 +306,23 @@ def work(
     ] = None,
     max_runtime: Annotated[
         str | None,
-        typer.Option("--max-runtime", help="Stop claiming after this long.",
+        typer.Option("--max-runtime", metavar=DURATION,
+                     help="Stop claiming after this long.",
                      show_default=False),
     ] = None,
     grace: Annotated[
-        str, typer.Option("--grace", help="After SIGTERM or Ctrl-C, let running commands "
-                          "finish this long, then kill them and give their messages back.")
+        str,
+        typer.Option("--grace", metavar=DURATION,
+                     help="After SIGTERM or Ctrl-C, let running commands "
+                     "finish this long, then kill them and give their messages back."),
     ] = DEFAULT_GRACE,
-    reconnect_timeout: Annotated[
-        str, typer.Option("--reconnect-timeout", help="Retry a lost connection this long, "
-                          "then exit 69.")
-    ] = DEFAULT_RECONNECT_TIMEOUT,
+    reconnect_timeout: ReconnectTimeoutOpt = DEFAULT_RECONNECT_TIMEOUT,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="One line per message on stderr.")
     ] = False,
     dsn: DsnOpt = "",
     schema: SchemaOpt = checks.DEFAULT_SCHEMA,
-    statement_timeout: StatementTimeoutOpt = checks.DEFAULT_STATEMENT_TIMEOUT_MS,
+    statement_timeout: StatementTimeoutOpt = DEFAULT_STATEMENT_TIMEOUT,
 ) -> None:
     """Run CMD once per message: the payload (JSON) on its stdin; exit 0 acks it.
 
@@ -345,6 +355,7 @@ def work(
         max_runtime_s = _duration(max_runtime, "--max-runtime")
         grace_s = _duration(grace, "--grace", allow_zero=True)
         reconnect_s = _duration(reconnect_timeout, "--reconnect-timeout", allow_zero=True)
+        statement_timeout_ms = parse_milliseconds(statement_timeout, "--statement-timeout")
         argv = _check_command(list(command or []))
     assert vt_s is not None and grace_s is not None
     shutdown = Shutdown(grace=grace_s)
@@ -354,12 +365,14 @@ def work(
         # A connection lost in the middle of a pipeline makes psycopg log a warning, which
         # Python would print on stderr; the loop reconnects, and errors are one line.
         logging.getLogger("psycopg").addHandler(logging.NullHandler())
-    with session("work", dsn, schema, statement_timeout_ms=statement_timeout) as q:
+    with session("work", dsn, schema, statement_timeout_ms=statement_timeout_ms) as q:
         # The same target the session resolved (and announced); each reconnect dials it.
         target = connecting.resolve(dsn)
 
         def reconnect() -> Any:
-            return connecting.connect(target, "pgq work", statement_timeout_ms=statement_timeout)
+            return connecting.connect(
+                target, "pgq work", statement_timeout_ms=statement_timeout_ms
+            )
 
         with _signals_stop(shutdown):
             acked = q.work(

@@ -304,10 +304,10 @@ def test_estimate_over_the_cap_samples_the_whole_small_table_exactly(
     q: Queue, big: psycopg.Connection[Any]
 ) -> None:
     """Below SAMPLE_PAGES pages the sample is the whole table: the estimate is the count,
-    due delayed messages included, and it is still flagged as estimated."""
+    due delayed messages included, and so nothing is flagged as estimated."""
     exact = health.collect(q)
     estimated = health.collect(q, estimate=True)
-    assert estimated.estimated
+    assert not estimated.estimated and estimated.sampled == {}
     rows = by_group(estimated.stats.rows)
     assert rows[("big", 5)].ready == 20_300
     for key, row in by_group(exact.stats.rows).items():
@@ -361,7 +361,8 @@ def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     "statement",
     ["ESTIMATE_CLASS_SIZES", "ESTIMATE_NOT_READY", "ESTIMATE_READY_HEADS",
-     "ESTIMATE_READY_COUNTS", "ESTIMATE_SAMPLE"],
+     "ESTIMATE_READY_COUNTS", "ESTIMATE_SAMPLE", "ESTIMATE_NOT_READY_QUEUES",
+     "ESTIMATE_SLICES"],
 )
 def test_estimate_statements_seek_instead_of_scanning(
     q: Queue, conn: psycopg.Connection[Any], statement: str
@@ -380,8 +381,10 @@ def test_estimate_statements_seek_instead_of_scanning(
     conn.execute("VACUUM ANALYZE pgq.messages")
     from pgq_cli.ops import queries as ops_queries  # the statements themselves, as health runs them
 
+    blocks, weights = estimate.draw_pages(1_000, 500, estimate.SAMPLE_SEED)
     params = {"queue": None, "cap": estimate.EXACT_READY_CAP, "table": "pgq.messages",
-              "seed": 1, "percent": 100.0, "due": True, "waiting": True, "dead": True,
+              "blocks": blocks, "weights": weights, "classes": [estimate.CLASSES[i % 3] for i in range(40)],
+              "due": True, "waiting": True, "dead": True,
               "due_limit": 10_001, "waiting_limit": 10_001, "dead_limit": 10_001,
               "queues": [f"q{n}" for n in range(4) for _ in range(10)],
               "priorities": [p for _ in range(4) for p in range(1, 11)]}
@@ -403,9 +406,10 @@ def test_large_in_flight_and_dead_classes_are_sampled_not_read(
     q: Queue, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A class of non-ready rows over the cap (here 12,000 live leases and 10,500 dead
-    letters) is sampled like a large ready group, and every row is flagged; small classes
-    (3 expired leases) stay exact. With the sample covering the whole table the numbers
-    are exact; with a quarter of it they are close."""
+    letters) is sampled like a large ready group, and its numbers are flagged, in every
+    group; small classes (3 expired leases) stay exact. With the sample covering the
+    whole table the numbers are counts (not flagged); with a quarter of it they are
+    estimates within their stated bounds."""
     bulk(conn, "f", 12_000, priority=7, state="leased", vt_in=600, read_ct=1)
     bulk(conn, "f", 10_500, priority=2, state="dead", vt_in=-60, read_ct=6)
     bulk(conn, "f", 3, priority=7, state="leased", vt_in=-5, read_ct=3)
@@ -413,7 +417,7 @@ def test_large_in_flight_and_dead_classes_are_sampled_not_read(
     conn.execute("ANALYZE pgq.messages")
     whole = health.collect(q, estimate=True)
     rows = by_group(whole.stats.rows)
-    assert whole.estimated and whole.sampled == {("f", 7), ("f", 2)}
+    assert not whole.estimated
     assert (rows[("f", 7)].leased, rows[("f", 7)].expired, rows[("f", 7)].ready) == (
         12_000, 3, 40)
     assert rows[("f", 2)].dead == 10_500 and rows[("f", 2)].max_read_ct == 6
@@ -424,7 +428,13 @@ def test_large_in_flight_and_dead_classes_are_sampled_not_read(
         "SELECT pg_relation_size('pgq.messages') / current_setting('block_size')::int"
     ).fetchone()[0])  # type: ignore[index]
     monkeypatch.setattr(estimate, "SAMPLE_PAGES", pages // 4)
-    part = by_group(health.collect(q, estimate=True).stats.rows)
-    assert abs(part[("f", 7)].leased - 12_000) <= 0.25 * 12_000, part[("f", 7)]
-    assert abs(part[("f", 2)].dead - 10_500) <= 0.25 * 10_500, part[("f", 2)]
+    sampled = health.collect(q, estimate=True)
+    part = by_group(sampled.stats.rows)
+    # The waiting class (leased, delayed) and the dead class are sampled in every group.
+    assert {k: set(v) for k, v in sampled.sampled.items()} == {
+        ("f", 7): {"leased", "delayed", "dead"}, ("f", 2): {"leased", "delayed", "dead"}}
+    bounds = sampled.sampled
+    assert abs(part[("f", 7)].leased - 12_000) <= bounds[("f", 7)]["leased"], part[("f", 7)]
+    assert abs(part[("f", 2)].dead - 10_500) <= bounds[("f", 2)]["dead"], part[("f", 2)]
+    assert bounds[("f", 7)]["leased"] <= 0.25 * 12_000, bounds
     assert (part[("f", 7)].expired, part[("f", 7)].ready) == (3, 40)

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from conftest import Cli
 from test_health import bulk
+from test_prometheus import parse_exposition
 
 from pgq_cli.core.queue import Queue
 from pgq_cli.ops import estimate
@@ -62,17 +63,9 @@ def test_the_oldest_ready_age_has_one_name_in_every_format(
 # ------------------------------------------------------------------- drained queues report 0
 
 
-def _families(text: str) -> dict[tuple[str, str, str], float]:
-    """pgq_messages samples as {(queue, priority, state): value}."""
-    found = {}
-    for line in text.splitlines():
-        match = re.match(
-            r'^pgq_messages\{schema="pgq",queue="(.*)",priority="(\d+)",state="(\w+)"\} (\S+)$',
-            line,
-        )
-        if match:
-            found[match.group(1), match.group(2), match.group(3)] = float(match.group(4))
-    return found
+def _families(text: str) -> dict[tuple[str, ...], float]:
+    """pgq_messages samples as {(queue, priority, state): value}, parsed strictly."""
+    return parse_exposition(text)["pgq_messages"].by("queue", "priority", "state")
 
 
 def test_a_configured_queue_that_drains_reports_zero_in_stats_and_prometheus(
@@ -94,7 +87,8 @@ def test_a_configured_queue_that_drains_reports_zero_in_stats_and_prometheus(
         samples = _families(text)
         assert samples["billing", "5", "ready"] == 0, text
         assert samples["other", "5", "ready"] == 1, text
-        assert 'pgq_paused{schema="pgq",queue="billing",priority="5"} 1' in text
+        assert parse_exposition(text)["pgq_paused"].value(
+            schema="pgq", queue="billing", priority="5") == 1
 
 
 def test_an_unconfigured_queue_in_the_previous_textfile_is_written_again_at_zero(

@@ -148,11 +148,11 @@ def stats_emit(
         render.stats(snapshot.stats, plan.fmt, snapshot.sampled if estimate else None)
     else:
         # The exposition format is built in pgq_cli/ops/prometheus.py: a wire format, not a table.
-        text = prometheus.render(snapshot, schema=schema, breached=crossed)
         if plan.textfile is None:
-            render.text(text)
+            render.text(prometheus.render(snapshot, schema=schema, breached=crossed))
         else:
-            prometheus.write_textfile(plan.textfile, text, plan.textfile_name)
+            metrics = prometheus.registry(snapshot, schema=schema, breached=crossed)
+            prometheus.write_textfile(plan.textfile, metrics, plan.textfile_name)
     for breach in crossed:
         say(f"pgq: alert: {breach.describe()} [--fail-if '{breach.threshold.text}']")
     if crossed:

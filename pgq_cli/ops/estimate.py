@@ -1,22 +1,26 @@
 """`pgq stats --estimate`: the stats of a table of any size, for a bounded cost.
 
 Library code: returns `QueueStats`, raises the `errors.PgqError` family; never prints,
-never imports Typer or rich. The SQL is in `ops_queries` (ESTIMATE_*).
+never imports Typer or rich. The SQL is in `ops_queries` (ESTIMATE_*). docs/design.md
+("Stats and --estimate") explains the sample and the bound.
 
-`estimate()` reads at most about `EXACT_READY_CAP` rows per group or class
-plus a block sample of about `SAMPLE_PAGES` pages, whatever the table's size:
-- ready rows are counted exactly up to `EXACT_READY_CAP` per queue and priority (an
-  index-only walk of messages_ready_idx), and above that estimated from the sample (the
-  whole table when it is smaller than that: then the "estimate" is the count);
+`estimate()` reads a sample of about `SAMPLE_PAGES` pages (one from each of that many
+runs of adjacent pages, each standing for its run: unbiased, also over pages of dead
+tuples) and counts through indexes what the sample says is small, whatever the table's
+size:
+- ready rows: exactly up to `EXACT_READY_CAP` per queue and priority (an index-only walk
+  of messages_ready_idx), above that from the sample;
 - the other rows fall in three classes, each with a small partial index: due (expired
   leases, delayed messages now ready), waiting (live leases, future delayed) and dead.
-  A class of at most `EXACT_READY_CAP` rows in all is counted exactly; a larger one (a
-  million messages in flight) is estimated from the same sample. Expired leases and dead
-  letters, what alerts watch, are usually few and so usually exact;
+  A class of at most `EXACT_READY_CAP` rows is counted exactly; in a larger one, each
+  queue's share (a slice) of at most `EXACT_READY_CAP` rows is, smallest first within
+  `SLICE_ROWS_BUDGET`; the rest comes from the sample;
 - the oldest ready age is exact (the head of each priority's line) unless the due class
   is sampled; max read_ct is exact where nothing was sampled, else a lower bound.
-`estimate()` also names the groups with an estimated number (none on a small table).
-Measured in bench/stats_10m.py.
+When the table has no more than `SAMPLE_PAGES` pages the sample is all of it, and every
+number is a count. Otherwise `estimate()` also returns, per (queue, priority), each
+number taken from the sample with its error bound (`BOUND_STANDARD_ERRORS` standard
+errors: about 95% of estimates fall within it). Measured in bench/estimate_10m.py.
 """
 
 from __future__ import annotations

@@ -379,6 +379,10 @@ def test_estimate_statements_seek_instead_of_scanning(
     for n in range(4):
         for priority in range(1, 11):
             bulk(conn, f"q{n}", 600, priority=priority)
+        # Rows of every other class, for the statements that count them by queue.
+        bulk(conn, f"q{n}", 300, priority=3, state="leased", vt_in=600)
+        bulk(conn, f"q{n}", 300, priority=4, state="leased", vt_in=-60)
+        bulk(conn, f"q{n}", 300, priority=2, state="dead", vt_in=-60)
     conn.execute("VACUUM ANALYZE pgq.messages")
     from pgq_cli.ops import queries as ops_queries  # the statements themselves, as health runs them
 

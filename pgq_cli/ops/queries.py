@@ -208,12 +208,12 @@ WITH RECURSIVE in_flight AS (
        AND (%(queue)s::text IS NULL OR queue = %(queue)s)
      ORDER BY queue LIMIT 1)
     UNION ALL
-    SELECT (SELECT m.queue FROM {messages} AS m
-            WHERE m.state IN ('leased', 'delayed') AND m.queue > f.queue
-              AND %(queue)s::text IS NULL
-            ORDER BY m.queue LIMIT 1)
-    FROM in_flight AS f
-    WHERE f.queue IS NOT NULL
+    SELECT nxt.queue
+    FROM in_flight AS f,
+    LATERAL (SELECT m.queue FROM {messages} AS m
+             WHERE m.state IN ('leased', 'delayed') AND m.queue > f.queue
+               AND %(queue)s::text IS NULL
+             ORDER BY m.queue LIMIT 1) AS nxt
 ),
 dead AS (
     (SELECT queue FROM {messages}
@@ -221,16 +221,16 @@ dead AS (
        AND (%(queue)s::text IS NULL OR queue = %(queue)s)
      ORDER BY queue LIMIT 1)
     UNION ALL
-    SELECT (SELECT m.queue FROM {messages} AS m
-            WHERE m.state = 'dead' AND m.queue > d.queue
-              AND %(queue)s::text IS NULL
-            ORDER BY m.queue LIMIT 1)
-    FROM dead AS d
-    WHERE d.queue IS NOT NULL
+    SELECT nxt.queue
+    FROM dead AS d,
+    LATERAL (SELECT m.queue FROM {messages} AS m
+             WHERE m.state = 'dead' AND m.queue > d.queue
+               AND %(queue)s::text IS NULL
+             ORDER BY m.queue LIMIT 1) AS nxt
 )
-SELECT queue, 'in_flight' AS kind FROM in_flight WHERE queue IS NOT NULL
+SELECT queue, 'in_flight' AS kind FROM in_flight
 UNION ALL
-SELECT queue, 'dead' FROM dead WHERE queue IS NOT NULL
+SELECT queue, 'dead' FROM dead
 """
 
 # One queue's share of a class (a slice: %(queues)s[i] and %(classes)s[i], 'due',

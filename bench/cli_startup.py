@@ -18,11 +18,19 @@ source tree (an older commit: `mkdir /tmp/pgq-before && git archive <commit> | t
 /tmp/pgq-before`), run as `python -P -m pgq_cli.cli.main` with PYTHONPATH=DIR, so a change is
 measured against what it replaced on the same machine at the same moment.
 The queue is migrated first (`pgq migrate`) and its scratch messages are purged at the end.
+
+Both source trees are byte-compiled first, as `pip install` does: with
+PYTHONDONTWRITEBYTECODE set (some shells and CI set it) an editable checkout would
+otherwise recompile every pgq module on every run, about 30 ms that no installed pgq
+pays. The load average is printed before and after: the figures of a loaded machine say
+little.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import importlib.util
 import os
 import resource
 import shutil
@@ -67,6 +75,24 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return elapsed, (_children_cpu_s() - cpu_before) * 1000
 
 
+def byte_compile(tree: Path) -> None:
+    """Write the .pyc files of every module under `tree` (py_compile ignores
+    PYTHONDONTWRITEBYTECODE)."""
+    compileall.compile_dir(str(tree), quiet=1)
+
+
+def installed_package_dir() -> Path:
+    """Where the `pgq` executable imports pgq_cli from, without importing it here."""
+    spec = importlib.util.find_spec("pgq_cli")
+    if spec is None or spec.origin is None:
+        sys.exit("bench/cli_startup.py: pgq_cli is not importable by this Python")
+    return Path(spec.origin).parent
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", default=os.environ.get(
@@ -76,6 +102,10 @@ def main() -> None:
     args = parser.parse_args()
 
     pgq = pgq_executable()
+    byte_compile(installed_package_dir())
+    if args.before:
+        byte_compile(Path(args.before))
+    print(f"before: {load()}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "PGQ_"))}
     env["PGQ_DSN"] = args.dsn
     queue = f"bench-startup-{uuid.uuid4().hex[:8]}"
@@ -109,6 +139,7 @@ def main() -> None:
             cpu[name].append(cpu_ms)
     subprocess.run([pgq, "purge", queue, "--all"], env=env, check=False, capture_output=True)
 
+    print(f"after:  {load()}")
     bare = statistics.median(times["bare"])
     bare_cpu = statistics.median(cpu["bare"])
     print(f"{'command':<16} {'median ms':>10} {'min-max ms':>12} {'/ bare':>7} "

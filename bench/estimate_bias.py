@@ -1,17 +1,22 @@
-"""Where `stats --estimate`'s shared error comes from: the number of blocks sampled.
+"""Where `stats --estimate`'s shared error came from, and that the stratified sample has none.
 
     .venv/bin/python bench/estimate_bias.py --dsn "$DSN" [--rows 1000000] [--seeds 20]
+                                            [--deleted 0.15]
 
-A scratch table `pgq_bench_bias_<random>` (public schema, dropped at the end, also when
-the run fails) gets --rows rows, packed full (one INSERT ... SELECT generate_series, then
-VACUUM ANALYZE). For each seed, the same TABLESAMPLE SYSTEM of about 2,000 pages that
-`ops.estimate` takes is scaled up two ways:
-- by the sampling percent (what `ops.estimate` does today): rows * 100 / percent;
-- by the blocks it actually drew: rows * table pages / distinct blocks in the sample.
-It prints the error of each against the true row count: mean and standard deviation over
-the seeds, and seed 1's (the seed `ops.estimate` uses). Every group's count is scaled by
-the same factor, so this error is shared by every row of the estimate. Not part of the
-test suite.
+A scratch schema `pgq_bench_bias_<random>` (migrated with the real migrator, dropped at
+the end, also when the run fails) gets --rows ready messages in 3 queues x 10 priorities
+(one INSERT ... SELECT generate_series, then VACUUM ANALYZE), then the oldest --deleted
+share of them is deleted and not vacuumed (acked between two autovacuum runs: whole pages
+of dead tuples). For each seed, the total of all rows is estimated three ways:
+- `TABLESAMPLE SYSTEM` of about 2,000 pages, scaled by the sampling percent (what
+  `ops.estimate` did before): rows * 100 / percent;
+- the same sample scaled by the pages that showed rows: rows * table pages / pages seen;
+- `ops.estimate.estimate()` itself (one page from each of 2,000 runs, TID range scans),
+  with `SAMPLE_SEED` = the seed: the sum of its ready numbers.
+It prints the error of each against the true count: mean and standard deviation over the
+seeds, and seed 1's (the seed `ops.estimate` uses). Each method scales every group by
+the same pages, so an error of the total is an error shared by every group. Not part of
+the test suite.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import statistics
 import psycopg
 from psycopg import sql
 
-SAMPLE_PAGES = 2_000  # as ops.estimate.SAMPLE_PAGES
+from pgq_cli.core import migrate
+from pgq_cli.core.queue import Queue
+from pgq_cli.ops import estimate
 
 
 def main() -> None:
@@ -32,46 +39,57 @@ def main() -> None:
     parser.add_argument("--dsn", default=os.environ.get("PGQ_DSN", ""))
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--deleted", type=float, default=0.15)
     args = parser.parse_args()
-    table = sql.Identifier(f"pgq_bench_bias_{secrets.token_hex(4)}")
+    schema = f"pgq_bench_bias_{secrets.token_hex(4)}"
     with psycopg.connect(args.dsn, autocommit=True) as conn:
         try:
+            migrate.migrate(conn, schema)
+            messages = sql.Identifier(schema, "messages")
             conn.execute(sql.SQL(
-                "CREATE TABLE {} (queue text NOT NULL, priority smallint NOT NULL, "
-                "payload jsonb NOT NULL)"
-            ).format(table))
-            conn.execute(sql.SQL(
-                "INSERT INTO {} SELECT 'q' || (g %% 3), 1 + (g %% 10), '{{}}'::jsonb "
+                "INSERT INTO {} (queue, priority, payload) "
+                "SELECT 'q' || (g %% 3), 1 + (g %% 10), '{{}}'::jsonb "
                 "FROM generate_series(1, %s) AS g"
-            ).format(table), (args.rows,))
-            conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
-            _measure(conn, table, args.rows, args.seeds)
+            ).format(messages), (args.rows,))
+            conn.execute(sql.SQL("VACUUM ANALYZE {}").format(messages))
+            deleted = int(args.rows * args.deleted)
+            conn.execute(sql.SQL("DELETE FROM {} WHERE msg_id <= %s").format(messages),
+                         (deleted,))
+            conn.execute(sql.SQL("ANALYZE {}").format(messages))
+            _measure(conn, schema, args.rows - deleted, args.seeds, args.deleted)
         finally:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(schema)))
 
 
-def _measure(conn: psycopg.Connection, table: sql.Identifier, rows: int, seeds: int) -> None:
+def _measure(conn: psycopg.Connection, schema: str, rows: int, seeds: int,
+             deleted: float) -> None:
     row = conn.execute(
-        sql.SQL("SELECT pg_relation_size({}::regclass) / 8192").format(
-            sql.Literal(table.as_string(conn))
-        )
+        "SELECT pg_relation_size(%s::regclass) / 8192", (f"{schema}.messages",)
     ).fetchone()
     assert row is not None
     pages = int(row[0])
-    percent = min(100.0, 100.0 * SAMPLE_PAGES / pages)
-    by_percent, by_blocks = [], []
+    percent = min(100.0, 100.0 * estimate.SAMPLE_PAGES / pages)
+    by_percent, by_blocks, stratified = [], [], []
+    q = Queue(conn, schema)
     for seed in range(1, seeds + 1):
         found = conn.execute(sql.SQL(
             "SELECT count(*), count(DISTINCT (ctid::text::point)[0]) "
             "FROM {} TABLESAMPLE SYSTEM (%s) REPEATABLE (%s)"
-        ).format(table), (percent, seed)).fetchone()
+        ).format(sql.Identifier(schema, "messages")), (percent, seed)).fetchone()
         assert found is not None
         sampled, blocks = int(found[0]), int(found[1])
         by_percent.append(sampled * 100.0 / percent / rows - 1)
         by_blocks.append(sampled * pages / blocks / rows - 1)
-    print(f"rows={rows} pages={pages} percent={percent:.2f} seeds={seeds}")
-    for name, errors in (("scaled by percent", by_percent), ("scaled by blocks", by_blocks)):
-        print(f"{name:18}  mean {statistics.mean(errors):+.4f}  "
+        estimate.SAMPLE_SEED = seed
+        stats, _ = estimate.estimate(q)
+        stratified.append(sum(r.ready for r in stats.rows) / rows - 1)
+    print(f"rows={rows} (after deleting {deleted:.0%}, not vacuumed) pages={pages} "
+          f"sampled={min(estimate.SAMPLE_PAGES, pages)} seeds={seeds}")
+    for name, errors in (("TABLESAMPLE, by percent", by_percent),
+                         ("TABLESAMPLE, by pages seen", by_blocks),
+                         ("stratified (ops.estimate)", stratified)):
+        print(f"{name:27}  mean {statistics.mean(errors):+.4f}  "
               f"sd {statistics.stdev(errors):.4f}  seed 1 {errors[0]:+.4f}")
 
 

@@ -9,7 +9,8 @@ scratch schema of its own, migrated by its own migrator. Rounds alternate before
 so load on the (shared) machine hits both alike. Each round: one producer sends
 --messages messages with `Queue.send` (one INSERT each, timed), then one consumer claims
 and acks them one at a time with `Queue.claim`/`Queue.ack` (timed). Reported: the median
-msg/s of each side and after/before.
+msg/s of each side and after/before; and, steadier on a loaded machine, the median (and
+min-max) of the per-round ratios, each round's after over the before run next to it.
 """
 
 from __future__ import annotations
@@ -105,6 +106,12 @@ def main() -> None:
         print(
             f"{what:28s} before {before:8.0f} msg/s   after {after:8.0f} msg/s   "
             f"after/before {after / before:.3f}"
+        )
+        pairs = zip(results["after"], results["before"], strict=True)
+        paired = [after_round[index] / before_round[index] for after_round, before_round in pairs]
+        print(
+            f"{'':28s} per-round after/before: median {statistics.median(paired):.3f} "
+            f"[{min(paired):.3f}-{max(paired):.3f}]"
         )
         for side in ("before", "after"):
             print(f"    {side:6s} rounds: " + ", ".join(f"{r[index]:.0f}" for r in results[side]))

@@ -10,7 +10,9 @@ priorities 1..10 (same payloads, untimed), its table is VACUUMed (ANALYZE includ
 consumers claim and ack until the queue is drained; msg/s is N over the wall time of the
 drain. The systems take turns within each round, the order rotated by one per round, so a
 noisy neighbour hits all of them. Reported: the median of the rounds with the lowest and
-highest round beside it, and the ratios pgq / seed and pgq / PgQueuer.
+highest round beside it, and the ratios pgq / seed and pgq / PgQueuer; and, steadier on a
+loaded machine, the median [min-max] of the per-round pgq / seed ratios (the two ran in the
+same round, minutes apart at most).
 
 - pgq: the library, `Queue.claim` + `Queue.ack`, one thread and connection per consumer.
 - pgq-sql: the statements `Queue.claim` and `Queue.ack` send (queries.CLAIM_UNLESS_DUE,
@@ -288,12 +290,16 @@ SYSTEMS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def _spread(rates: list[float]) -> dict[str, float]:
+def _spread(values: list[float], digits: int = 1) -> dict[str, float]:
     return {
-        "median": round(statistics.median(rates), 1),
-        "min": round(min(rates), 1),
-        "max": round(max(rates), 1),
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
     }
+
+
+def per_round_text(spread: dict[str, float]) -> str:
+    return f"{spread['median']:.2f} [{spread['min']:.2f}-{spread['max']:.2f}]"
 
 
 def main() -> int:
@@ -349,6 +355,9 @@ def main() -> int:
                 "messages": messages,
                 "msgs_per_s": {name: _spread(r) for name, r in rates.items()},
                 "pgq_over_seed": round(median["pgq"] / median["seed"], 3),
+                "pgq_over_seed_per_round": _spread(
+                    [p / s for p, s in zip(rates["pgq"], rates["seed"], strict=True)], digits=3
+                ),
                 **({"pgq_over_pgqueuer": round(median["pgq"] / median["pgqueuer"], 3)}
                    if "pgqueuer" in median else {}),
             })
@@ -362,7 +371,7 @@ def main() -> int:
     print(f"msg/s, median [min-max] of {args.rounds} rounds; messages a drain: "
           f"{args.messages} at qty 1, {batch_messages} at qty > 1")
     print(f"{'consumers':>9} {'qty':>4} " + " ".join(f"{n:>22}" for n in names)
-          + f" {'pgq/seed':>9} {'pgq/pgqueuer':>13}")
+          + f" {'pgq/seed':>9} {'per round':>19} {'pgq/pgqueuer':>13}")
     for r in results:
         cells = []
         for n in names:
@@ -371,6 +380,7 @@ def main() -> int:
         over_pgqueuer = r.get("pgq_over_pgqueuer")
         print(f"{r['consumers']:>9} {r['qty']:>4} " + " ".join(cells)
               + f" {r['pgq_over_seed']:>9.2f} "
+              + f"{per_round_text(r['pgq_over_seed_per_round']):>19} "
               + (f"{over_pgqueuer:>13.2f}" if over_pgqueuer is not None else f"{'-':>13}"))
     return 0
 

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Cli
+from test_prometheus import parse_exposition
 
 from pgq_cli.core import fairness
 from pgq_cli.core.queue import Queue
@@ -169,14 +170,10 @@ def test_prometheus_keeps_the_top_keys_and_sums_the_rest(
         q.send_many(["{}"] * (k + 1), queue="t", key=f"k{k:02d}")
     q.send_many(["{}"] * 3, queue="plain", key="ignored")  # not fair: no per-key series
     text = cli("stats", "--format", "prometheus").stdout
-    series = [line for line in text.splitlines() if line.startswith("pgq_key_messages{")]
-    ready = {
-        line.split('key="')[1].split('"')[0]: int(line.rsplit(" ", 1)[1])
-        for line in series
-        if 'state="ready"' in line
-    }
+    series = parse_exposition(text)["pgq_key_messages"].by("queue", "key", "state")
+    ready = {key: int(n) for (_, key, state), n in series.items() if state == "ready"}
     assert len(ready) == 21
     assert ready[prometheus.OTHER_KEYS_LABEL] == sum(range(1, 6))  # k00..k04
     assert min(v for k, v in ready.items() if k != prometheus.OTHER_KEYS_LABEL) == 6
-    assert 'queue="plain"' not in "\n".join(series)
+    assert {queue for queue, _, _ in series} == {"t"}  # not fair: no per-key series
     assert "# TYPE pgq_key_messages gauge" in text

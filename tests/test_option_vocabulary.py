@@ -194,9 +194,9 @@ def test_every_time_option_is_exercised() -> None:
 def test_every_time_option_accepts_units_and_names_itself_when_bad(
     cli: Cli, q: Queue, path: tuple[str, ...], flag: str, metavar: str
 ) -> None:
-    q.send("{}", queue="dur")  # something to claim at once (claim --wait)
     values = ["30s", "2m"] if metavar == DURATION else ["3000", "3s", "500ms"]
     for value in values:
+        q.send("{}", queue="dur")  # something to claim at once (claim --wait would wait)
         result = cli(*_run_with(path, flag, value))
         assert result.exit_code in (0, 3), (value, result.stderr)
         assert flag not in result.stderr, (value, result.stderr)

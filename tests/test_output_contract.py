@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from conftest import Cli
 from test_health import bulk
+from test_prometheus import parse_exposition
 
 from pgq_cli.core.queue import Queue
 from pgq_cli.ops import estimate
@@ -62,17 +63,9 @@ def test_the_oldest_ready_age_has_one_name_in_every_format(
 # ------------------------------------------------------------------- drained queues report 0
 
 
-def _families(text: str) -> dict[tuple[str, str, str], float]:
-    """pgq_messages samples as {(queue, priority, state): value}."""
-    found = {}
-    for line in text.splitlines():
-        match = re.match(
-            r'^pgq_messages\{schema="pgq",queue="(.*)",priority="(\d+)",state="(\w+)"\} (\S+)$',
-            line,
-        )
-        if match:
-            found[match.group(1), match.group(2), match.group(3)] = float(match.group(4))
-    return found
+def _families(text: str) -> dict[tuple[str, ...], float]:
+    """pgq_messages samples as {(queue, priority, state): value}, parsed strictly."""
+    return parse_exposition(text)["pgq_messages"].by("queue", "priority", "state")
 
 
 def test_a_configured_queue_that_drains_reports_zero_in_stats_and_prometheus(
@@ -94,7 +87,8 @@ def test_a_configured_queue_that_drains_reports_zero_in_stats_and_prometheus(
         samples = _families(text)
         assert samples["billing", "5", "ready"] == 0, text
         assert samples["other", "5", "ready"] == 1, text
-        assert 'pgq_paused{schema="pgq",queue="billing",priority="5"} 1' in text
+        assert parse_exposition(text)["pgq_paused"].value(
+            schema="pgq", queue="billing", priority="5") == 1
 
 
 def test_an_unconfigured_queue_in_the_previous_textfile_is_written_again_at_zero(
@@ -198,27 +192,37 @@ def test_a_result_command_prints_one_json_object_even_when_nothing_was_done(
 # ------------------------------------------------------------ estimates say so in every format
 
 
-def test_every_stats_format_marks_the_estimated_rows(
-    cli: Cli, conn: psycopg.Connection[Any]
+def test_every_stats_format_marks_the_estimated_numbers(
+    cli: Cli, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A group over the exact cap is estimated (flagged), a small one is exact; plain and
-    table add an `estimated` column (yes/no), JSON an `estimated` field."""
+    """A group over the exact cap is estimated (flagged), a small one is exact. Plain adds
+    an `estimated` column naming the estimated states (empty: all exact), table the same
+    and a `~` before each estimated number, JSON `estimated` and `estimate_bounds`."""
     bulk(conn, "big", 2 * estimate.EXACT_READY_CAP + 1, priority=5)
     bulk(conn, "small", 3, priority=5)
     conn.execute("ANALYZE pgq.messages")
-    expected = {("big", "5"): "yes", ("small", "5"): "no"}
+    # A sample of part of the table: on the whole of a table this small it would count.
+    monkeypatch.setattr(estimate, "SAMPLE_PAGES", 20)
+    expected = {("big", "5"): "ready", ("small", "5"): ""}
     plain = cli("stats", "--estimate", "--header")
     assert plain.exit_code == 0, plain.stderr
     header, *records = (line.split("\t") for line in plain.stdout.splitlines())
     assert header == [*_documented_columns()["stats"], "estimated"]
     assert {(r[0], r[1]): r[-1] for r in records} == expected
+    assert all(r[2].isdigit() for r in records)  # plain numbers stay numbers
     table = cli("stats", "--estimate", "--format", "table").stdout.splitlines()
     assert table[0].split()[-1] == "estimated"
-    assert {(r.split()[0], r.split()[1]): r.split()[-1] for r in table[2:]} == expected
+    cells = {(r.split()[0], r.split()[1]): r.split() for r in table[2:]}
+    assert cells[("big", "5")][2].startswith("~") and cells[("big", "5")][-1] == "ready"
+    # All exact: no `~`, and an empty estimated column (the last word is paused: no).
+    small = cells[("small", "5")]
+    assert small[2:7] == ["3", "0", "0", "0", "0"] and small[8:] == ["0", "no"]
     rows = [json.loads(line) for line in cli("stats", "--estimate", "--json").stdout.splitlines()]
-    assert {(r["queue"], str(r["priority"])): r["estimated"] for r in rows} == {
-        k: v == "yes" for k, v in expected.items()
-    }
+    flags = {(r["queue"], str(r["priority"])): (r["estimated"], sorted(r["estimate_bounds"]))
+             for r in rows}
+    assert flags == {("big", "5"): (True, ["ready"]), ("small", "5"): (False, [])}
+    big = next(r for r in rows if r["queue"] == "big")
+    assert abs(big["ready"] - (2 * estimate.EXACT_READY_CAP + 1)) <= big["estimate_bounds"]["ready"]
     exact = cli("stats", "--header").stdout.splitlines()
     assert exact[0].split("\t") == _documented_columns()["stats"]  # no column without it
 

@@ -84,6 +84,42 @@ def test_the_setting_overrides_detection(db_dsn: str, pooled_dsn: str) -> None:
         connect.resolve(pooled_dsn, {"PGQ_POOLER": "statement"})
 
 
+def test_connect_sets_a_direct_session_in_its_probe_and_a_queue_on_it_does_not_probe_again(
+    db_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = connect.Target(db_dsn, "--dsn")
+    with connect.connect(
+        target, "pgq claim", statement_timeout_ms=200, lock_timeout_ms=150
+    ) as conn:
+        assert _show(conn, "statement_timeout") == "200ms"
+        assert _show(conn, "lock_timeout") == "150ms"
+        assert _show(conn, "application_name") == "pgq claim"
+        assert not issubclass(conn.cursor_factory, pooler.PerTransactionSettings)
+
+        def probe(_: object) -> bool:
+            raise AssertionError("probed the server")
+
+        monkeypatch.setattr(pooler, "behind_pooler", probe)
+        assert Queue(conn).transaction_pooled is False
+        with (
+            psycopg.connect(db_dsn, autocommit=True) as unknown,  # not from connect()
+            pytest.raises(AssertionError, match="probed the server"),
+        ):
+            Queue(unknown)
+
+
+def test_with_pool_mode_session_connect_sets_the_pooled_session(
+    single_connection_bouncer: PgBouncer, db_dsn: str
+) -> None:
+    """PGQ_POOLER=session: the user says the session is theirs, so the settings go on it
+    (one server connection here, so every statement sees it)."""
+    target = connect.Target(single_connection_bouncer.dsn(db_dsn), "--dsn", pool_mode="session")
+    with connect.connect(target, "pgq claim", statement_timeout_ms=200) as conn:
+        assert not issubclass(conn.cursor_factory, pooler.PerTransactionSettings)
+        assert conn.prepare_threshold == 5
+        assert _show(conn, "statement_timeout") == "200ms"
+
+
 def test_a_bad_pooler_setting_exits_78_before_connecting(cli: Cli) -> None:
     result = cli("stats", env={"PGQ_POOLER": "yes"})
     assert result.exit_code == 78

@@ -224,7 +224,6 @@ def test_exposition_of_one_queue_and_of_an_empty_schema(
 
 
 def test_label_values_are_escaped() -> None:
-    assert prometheus.escape_label('a\\b"c\nd') == 'a\\\\b\\"c\\nd'
     nasty = 'ready > 1 "quoted" \\ back\nslash'
     breach = health.Breach(health.Threshold("ready", ">", 1.0, nasty), 2.0)
     row = PriorityStats("jobs", 5, 2, 0, 0, 0, 0, 1.5, 0)
@@ -240,7 +239,9 @@ def test_label_values_are_escaped() -> None:
     ) == 1.5
 
 
-def test_numbers_are_plain_integers_or_floats() -> None:
+def test_numbers_are_prometheus_client_floats() -> None:
+    """prometheus_client writes every value as a float: 12345678 as 1.2345678e+07, 0 as
+    0.0 (valid exposition text), and sorts each sample's labels by name."""
     text = prometheus.render(
         health.Snapshot(
             QueueStats((PriorityStats("jobs", 10, 12_345_678, 0, 0, 0, 0, None, 7),)),
@@ -249,10 +250,14 @@ def test_numbers_are_plain_integers_or_floats() -> None:
             0.5,
         )
     )
-    assert 'pgq_messages{schema="pgq",queue="jobs",priority="10",state="ready"} 12345678\n' in text
-    assert 'pgq_oldest_ready_age_seconds{schema="pgq",queue="jobs",priority="10"} 0\n' in text
+    assert ('pgq_messages{priority="10",queue="jobs",schema="pgq",state="ready"} '
+            "1.2345678e+07\n") in text
+    assert 'pgq_oldest_ready_age_seconds{priority="10",queue="jobs",schema="pgq"} 0.0\n' in text
     assert 'pgq_stats_duration_seconds{schema="pgq"} 0.5\n' in text
-    assert 'pgq_stats_estimated{schema="pgq"} 1\n' in text
+    assert 'pgq_stats_estimated{schema="pgq"} 1.0\n' in text
+    families = parse_exposition(text)
+    assert families["pgq_messages"].value(
+        schema="pgq", queue="jobs", priority="10", state="ready") == 12_345_678
     for line in text.splitlines():
         if not line.startswith("#"):
             assert math.isfinite(float(line.rsplit(" ", 1)[1])), line
@@ -357,11 +362,30 @@ def test_unwritable_target_exits_78_with_one_line_and_leaves_no_temporary(
     assert files_in(tmp_path / "pgq.prom") == ["keep"]
 
 
+def _snapshot(ready: int) -> health.Snapshot:
+    row = PriorityStats("jobs", 5, ready, 0, 0, 0, 0, None, 0)
+    return health.Snapshot(QueueStats((row,)), False, 1.0, 0.5)
+
+
 def test_write_textfile_library_contract(tmp_path: Path) -> None:
-    path = prometheus.write_textfile(tmp_path, "a 1\n", "x.prom")
-    assert path == tmp_path / "x.prom" and path.read_text() == "a 1\n"
-    path = prometheus.write_textfile(tmp_path, "a 2\n", "x.prom")
-    assert path.read_text() == "a 2\n" and files_in(tmp_path) == ["x.prom"]
+    metrics = prometheus.registry(_snapshot(1))
+    path = prometheus.write_textfile(tmp_path, metrics, "x.prom")
+    assert path == tmp_path / "x.prom"
+    assert path.read_text() == prometheus.render(_snapshot(1))
+    path = prometheus.write_textfile(tmp_path, prometheus.registry(_snapshot(2)), "x.prom")
+    assert parse_exposition(path.read_text())["pgq_messages"].value(
+        schema="pgq", queue="jobs", priority="5", state="ready") == 2
+    assert files_in(tmp_path) == ["x.prom"]
+
+
+def test_textfile_is_readable_by_all_under_a_strict_umask(tmp_path: Path) -> None:
+    """node_exporter often runs as another user: 0644 even when cron's umask is 077."""
+    previous = os.umask(0o077)
+    try:
+        path = prometheus.write_textfile(tmp_path, prometheus.registry(_snapshot(1)))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ finally:
 NEVER_FOR_HELP = (
     "psycopg",
     "psycopg_binary",
+    "prometheus_client",
     "pydantic",
     "rich.progress",
     "pgq_cli.bench.runner",
@@ -50,7 +51,9 @@ NEVER_FOR_HELP = (
 )
 # Loaded by no one-shot command on its plain, piped path (`pgq claim`, `pgq send`).
 # (importlib.metadata is not here: psycopg itself imports it.)
-NEVER_FOR_ONE_SHOT = ("pydantic", "rich", "tabulate", "pgq_cli.bench.runner", "pgq_cli.ops")
+NEVER_FOR_ONE_SHOT = (
+    "pydantic", "rich", "tabulate", "prometheus_client", "pgq_cli.bench.runner", "pgq_cli.ops"
+)
 
 ALL_COMMANDS = [[name] for names in main.COMMAND_MODULES.values() for name in names] + [
     ["queue", "config"]

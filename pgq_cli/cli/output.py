@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -366,32 +366,42 @@ def _age(seconds: float | None) -> str:
 
 
 def stats(
-    result: QueueStats, fmt: Format, sampled: frozenset[tuple[str, int]] | None = None
+    result: QueueStats,
+    fmt: Format,
+    sampled: Mapping[tuple[str, int], Mapping[str, int]] | None = None,
 ) -> None:
-    """`sampled`: with --estimate, the (queue, priority) groups with an estimated number;
-    every format then marks each row (`estimated`: yes/no, or true/false in JSON)."""
+    """`sampled`: with --estimate, per (queue, priority) its estimated numbers (state ->
+    error bound). Every format then marks them: JSON with `estimated` (true/false) and
+    `estimate_bounds` ({state: +/- rows}), plain with an `estimated` column naming the
+    estimated states (empty: all exact), table and rich also with a `~` before each
+    estimated number."""
 
-    def estimated(r: PriorityStats) -> bool:
-        return sampled is not None and (r.queue, r.priority) in sampled
+    def marks(r: PriorityStats) -> Mapping[str, int]:
+        return {} if sampled is None else sampled.get((r.queue, r.priority), {})
 
     if fmt is Format.json:
-        marks = [{} if sampled is None else {"estimated": estimated(r)} for r in result.rows]
-        _json_lines({**r.to_json(), **m} for r, m in zip(result.rows, marks, strict=True))
+        extra = [{} if sampled is None else
+                 {"estimated": bool(marks(r)), "estimate_bounds": dict(marks(r))}
+                 for r in result.rows]
+        _json_lines({**r.to_json(), **m} for r, m in zip(result.rows, extra, strict=True))
         return
+    about = "~" if fmt in (Format.table, Format.rich) else ""
+
+    def count(r: PriorityStats, state: str) -> str | int:
+        n: int = getattr(r, state)
+        return f"{about}{n}" if about and state in marks(r) else n
+
     headers = STATS_HEADERS if sampled is None else (*STATS_HEADERS, "estimated")
     rows = [
         [
             r.queue,
             r.priority,
-            r.ready,
-            r.leased,
-            r.expired,
-            r.delayed,
-            r.dead,
+            *(count(r, state) for state in EFFECTIVE_STATES),
             _age(r.oldest_ready_age),
             r.max_read_ct,
             "yes" if r.paused else "no",
-            *([] if sampled is None else ["yes" if estimated(r) else "no"]),
+            *([] if sampled is None else
+              [",".join(s for s in EFFECTIVE_STATES if s in marks(r))]),
         ]
         for r in result.rows
     ]

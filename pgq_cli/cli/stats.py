@@ -77,10 +77,11 @@ EstimateOpt = Annotated[
     typer.Option(
         "--estimate",
         help="Cost independent of the table's size: counts above "
-        f"{estimate_core.EXACT_READY_CAP:,} (ready per priority; in flight, delayed or dead in "
-        "all) are estimated from a sample of the table; smaller ones, the oldest ready "
-        "age and expired leases stay exact. Says which numbers are estimates: "
-        "pgq_stats_estimated 1 (prometheus), \"estimated\": true on those rows (--json).",
+        f"{estimate_core.EXACT_READY_CAP:,} (ready per priority; in flight, delayed or dead "
+        "per class and queue) come from a sample, each within a stated bound ~95% of the "
+        "time; smaller ones and the oldest ready age are exact. Estimates are marked: "
+        "'estimated' column, '~' (table, rich), \"estimate_bounds\" (--json), "
+        "pgq_stats_estimated (prometheus).",
     ),
 ]
 
@@ -148,11 +149,11 @@ def stats_emit(
         render.stats(snapshot.stats, plan.fmt, snapshot.sampled if estimate else None)
     else:
         # The exposition format is built in pgq_cli/ops/prometheus.py: a wire format, not a table.
-        text = prometheus.render(snapshot, schema=schema, breached=crossed)
         if plan.textfile is None:
-            render.text(text)
+            render.text(prometheus.render(snapshot, schema=schema, breached=crossed))
         else:
-            prometheus.write_textfile(plan.textfile, text, plan.textfile_name)
+            metrics = prometheus.registry(snapshot, schema=schema, breached=crossed)
+            prometheus.write_textfile(plan.textfile, metrics, plan.textfile_name)
     for breach in crossed:
         say(f"pgq: alert: {breach.describe()} [--fail-if '{breach.threshold.text}']")
     if crossed:

@@ -23,10 +23,10 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo
 
-from . import embedded, pooler
+from . import pooler
 from .checks import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
 from .errors import ConfigError, ConnectFailed
-from .translate import translate, translated
+from .translate import translate
 
 # libpq variables that say where to connect: if any is set, the user has configured libpq
 # (psql users often set only PGDATABASE or PGUSER), and pgq must not start a server of its
@@ -116,6 +116,8 @@ def resolve(
             "(--no-embedded or PGQ_NO_EMBEDDED)",
             hint="set --dsn, PGQ_DSN, DATABASE_URL or libpq's PGHOST/PGDATABASE/PGSERVICE",
         )
+    from . import embedded  # only when nothing is configured: most runs never load it
+
     return Target("", "embedded", embedded.data_dir(env), pool_mode=pool_mode)
 
 
@@ -133,11 +135,17 @@ def connect(
     parameters: PgBouncer 1.18 refuses `options=-c …` (or, listed in
     `ignore_startup_parameters`, drops it), and it sets a client's startup
     `application_name` on the server connection for good, where clients that set none
-    inherit it. On a server session they are set once with set_config, in one round
-    trip; behind a transaction pooler every statement carries them for its own
-    transaction (`pooler.PerTransactionSettings`), so they hold for this client only.
+    inherit it. On a server session they are set once with set_config, in the round
+    trip that also detects a pooler (`pooler.apply_settings`); behind a transaction
+    pooler every statement carries them for its own transaction
+    (`pooler.PerTransactionSettings`), so they hold for this client only.
     """
-    dsn = embedded.start(target.embedded_dir) if target.embedded_dir else target.dsn
+    if target.embedded_dir is not None:
+        from . import embedded
+
+        dsn = embedded.start(target.embedded_dir)
+    else:
+        dsn = target.dsn
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s)
     except psycopg.ProgrammingError:
@@ -182,17 +190,7 @@ def connect(
         "lock_timeout": f"{lock_timeout_ms}ms",
     }
     try:
-        if pooler.transaction_pooled(conn, target.pool_mode):
-            pooler.prepare_for_pooler(conn)
-            pooler.use_per_transaction_settings(conn, settings)
-        else:
-            with translated():
-                conn.execute(
-                    "SELECT set_config('application_name', %(application_name)s, false),"
-                    " set_config('statement_timeout', %(statement_timeout)s, false),"
-                    " set_config('lock_timeout', %(lock_timeout)s, false)",
-                    settings,
-                )
+        pooler.apply_settings(conn, settings, target.pool_mode)
     except BaseException:
         conn.close()
         raise

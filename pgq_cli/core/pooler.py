@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import weakref
 from collections.abc import Mapping
 from typing import Any, LiteralString, Self, cast
 
@@ -53,6 +54,28 @@ SET_LOCAL: LiteralString = """
     SELECT set_config(setting.key, setting.value, true)
     FROM jsonb_each_text(%(settings)s::jsonb) AS setting
 """
+
+
+# Sets each setting for the session (is_local = false), but only when the session is this
+# client's own: a direct connection (the backend pid the server reports is the one the
+# handshake gave the client), or `keep_session` (PGQ_POOLER=session/none says so). Behind a
+# pooler it sets nothing, so no setting lands on a server connection other clients get
+# next. It answers whether the session is the client's: the pooler detection and the
+# settings in one round trip.
+SET_SESSION_IF_OURS: LiteralString = """
+    WITH probe AS (
+        SELECT %(keep_session)s OR pg_backend_pid() = %(client_pid)s AS session_is_ours
+    )
+    SELECT probe.session_is_ours,
+           (SELECT count(set_config(setting.key, setting.value, false))
+            FROM jsonb_each_text(%(settings)s::jsonb) AS setting
+            WHERE probe.session_is_ours)
+    FROM probe
+"""
+
+# Connections whose session `apply_settings` found to be their own: a Queue (or the
+# migrator) built on one later does not ask the server again.
+_KNOWN_DIRECT: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
 
 def check_pool_mode(mode: str) -> str:
@@ -80,15 +103,49 @@ def behind_pooler(conn: psycopg.Connection[Any]) -> bool:
 def transaction_pooled(conn: psycopg.Connection[Any], mode: str = AUTO) -> bool:
     """Whether to treat `conn` as going through a transaction pooler, per `mode`.
 
-    "auto" detects (one query), unless the connection was opened for a pooler by
-    `connect.connect` already (its cursors apply settings per transaction).
+    "auto" detects (one query), unless `connect.connect` (`apply_settings`) has already
+    found out: behind a pooler its cursors apply settings per transaction, and a direct
+    connection is remembered.
     """
     check_pool_mode(mode)
     if mode != AUTO:
         return mode == TRANSACTION
     if issubclass(conn.cursor_factory, PerTransactionSettings):
         return True
+    if conn in _KNOWN_DIRECT:
+        return False
     return behind_pooler(conn)
+
+
+def apply_settings(
+    conn: psycopg.Connection[Any], settings: Mapping[str, str], mode: str = AUTO
+) -> bool:
+    """Give `conn` its settings for this client only; return whether it is transaction-pooled.
+
+    "transaction": no statement, every later one carries the settings. Otherwise one
+    statement (`SET_SESSION_IF_OURS`) sets them for the session when the session is
+    ours, and in "auto" detects a pooler at the same time; behind one the settings then
+    travel per transaction as with "transaction".
+    """
+    check_pool_mode(mode)
+    if mode != TRANSACTION:
+        with translated():
+            row = conn.execute(
+                SET_SESSION_IF_OURS,
+                {
+                    "keep_session": mode != AUTO,
+                    "client_pid": conn.info.backend_pid,
+                    "settings": json.dumps(dict(settings)),
+                },
+                prepare=False,
+            ).fetchone()
+        assert row is not None
+        if row[0]:
+            _KNOWN_DIRECT.add(conn)
+            return False
+    prepare_for_pooler(conn)
+    use_per_transaction_settings(conn, settings)
+    return True
 
 
 def prepare_for_pooler(conn: psycopg.Connection[Any]) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import Any, LiteralString
+from typing import TYPE_CHECKING, Any, LiteralString
 
 import psycopg
 from psycopg import sql
@@ -61,11 +61,15 @@ from .checks import (
     check_weight,
 )
 from .errors import InvalidInput, NotFound, NothingDone, PgqError, StaleLease
-from .fairness import FairnessSettings, KeyBreakdown, KeyDepth, KeyWeight, breakdown
 from .purge import PurgeResult
-from .settings import ConfigResult, DedupWindow, QueueInfo, QueueSettings, settings_from_row
 from .states import State
 from .translate import translated
+
+# The settings and fairness records load with the methods that return them: a one-shot
+# `pgq claim` or `pgq send` needs neither (about 4 ms of its start-up; bench/README.md).
+if TYPE_CHECKING:
+    from .fairness import FairnessSettings, KeyBreakdown, KeyDepth, KeyWeight
+    from .settings import ConfigResult, DedupWindow, QueueInfo, QueueSettings
 
 # Shell completion offers at most this many queue names.
 COMPLETION_LIMIT = 500
@@ -1002,6 +1006,8 @@ class Queue:
     def configured(self, *, queue: str | None = None) -> list[QueueSettings]:
         """The settings of every configured queue (a row in `<schema>.queues`), or of
         `queue` only. Read-only."""
+        from .settings import settings_from_row
+
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
             cur.execute(self.compose(queries.CONFIGURED_QUEUES), {"queue": queue})
             return [settings_from_row(r) for r in cur.fetchall()]
@@ -1044,6 +1050,8 @@ class Queue:
 
     def settings(self, queue: str) -> QueueSettings:
         """The queue's settings (defaults when it has none). Read-only."""
+        from .settings import QueueSettings, settings_from_row
+
         check_queue(queue)
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(self.compose(queries.GET_QUEUE), {"queue": queue}).fetchone()
@@ -1056,6 +1064,8 @@ class Queue:
         have already been delivered that many times to 'dead', so the limit holds for them
         too. Leased ones go dead when they come back.
         """
+        from .settings import ConfigResult, settings_from_row
+
         check_queue(queue)
         check_max_deliveries(max_deliveries)
         params = {"queue": queue, "max_deliveries": max_deliveries}
@@ -1073,6 +1083,8 @@ class Queue:
 
     def dedup_window(self, queue: str) -> DedupWindow:
         """How long the queue remembers dedup keys (the default when it has set none)."""
+        from .settings import DedupWindow
+
         check_queue(queue)
         with translated():
             row = self.conn.execute(
@@ -1085,6 +1097,8 @@ class Queue:
     def set_dedup_window(self, queue: str, seconds: float) -> DedupWindow:
         """Set how long the queue remembers dedup keys. A shorter window applies at once to
         keys already stored (they expire by their age); purge deletes the expired ones."""
+        from .settings import DedupWindow
+
         check_queue(queue)
         params = {"queue": queue, "seconds": check_dedup_window(seconds)}
         with translated():
@@ -1099,6 +1113,8 @@ class Queue:
 
         Replaces any earlier pause of the queue. Messages already leased are not affected.
         """
+        from .settings import settings_from_row
+
         check_queue(queue)
         check_below_priority(below_priority)
         params = {"queue": queue, "paused": below_priority is None, "below": below_priority}
@@ -1112,6 +1128,8 @@ class Queue:
 
         Resuming a queue that is not paused is not an error: the result is the same.
         """
+        from .settings import QueueSettings, settings_from_row
+
         check_queue(queue)
         params = {"queue": queue, "channel": self.notify_channel}
         with (
@@ -1128,6 +1146,8 @@ class Queue:
 
         Counting depth reads every message row (like `stats`).
         """
+        from .settings import QueueInfo, settings_from_row
+
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(self.compose(queries.LIST_QUEUES)).fetchall()
         return [
@@ -1156,6 +1176,8 @@ class Queue:
 
     def fairness(self, queue: str) -> FairnessSettings:
         """The queue's fairness settings (off, no cap when it has none). Read-only."""
+        from .fairness import FairnessSettings
+
         check_queue(queue)
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(
@@ -1180,6 +1202,8 @@ class Queue:
         ready work (reads those rows once). Leases taken before it was on are not counted
         toward the cap; they end as usual.
         """
+        from .fairness import FairnessSettings
+
         check_queue(queue)
         check_max_inflight(max_inflight_per_key)
         params = {
@@ -1208,6 +1232,8 @@ class Queue:
         While several keys have work at the same priority, each gets claims in proportion
         to its weight. Takes effect at the next claim.
         """
+        from .fairness import KeyWeight
+
         check_queue(queue)
         if key is not None:
             check_key(key)
@@ -1222,6 +1248,8 @@ class Queue:
     def depth_by_key(self, queue: str, *, top: int = DEFAULT_TOP_KEYS) -> list[KeyDepth]:
         """Ready, leased and delayed messages per key of `queue`, the `top` keys by ready
         depth. Read-only; exact, so it reads every live row of the queue once."""
+        from .fairness import KeyDepth
+
         check_queue(queue)
         check_top_keys(top)
         with translated(), self.conn.cursor(row_factory=dict_row) as cur:
@@ -1239,6 +1267,8 @@ class Queue:
         """For every fair queue (or `queue`): the `top` keys by ready depth and the others
         summed, so that a metric per key has a bounded number of series. Read-only; one
         pass over the fair queues' live rows."""
+        from .fairness import KeyDepth, breakdown
+
         if queue is not None:
             check_queue(queue)
         check_top_keys(top)

@@ -32,9 +32,10 @@ ROLE_KINDS = ("producer", "consumer", "monitor")
 DEFAULT_ROLE_PREFIX = "pgq"
 ROLE_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
-# Columns the monitor may read: everything but the payload and the lease token.
+# Columns the monitor may read: everything but the payload and the lease token; and the
+# system column ctid, by which `stats --estimate` reads its sampled pages.
 MONITOR_MESSAGE_COLUMNS = (
-    "msg_id", "queue", "priority", "state", "vt", "read_ct", "enqueued_at", "key"
+    "msg_id", "queue", "priority", "state", "vt", "read_ct", "enqueued_at", "key", "ctid"
 )
 
 # table -> role kind -> privileges (SQL text, fixed here, never from input).

@@ -149,22 +149,128 @@ LATERAL (
 ) AS upto
 """
 
-# For whatever is over the cap: a block sample of the table (TABLESAMPLE SYSTEM reads
-# about %(percent)s percent of its pages), by stored state and whether vt has passed,
-# scaled up by the caller. Also the sample's highest read_ct (a lower bound of the true
-# maximum) and oldest message (an upper bound of the oldest age).
+# For whatever is over the cap: a stratified block sample. The caller cuts the table into
+# strata of adjacent blocks and draws one block from each: %(blocks)s[i], with
+# %(weights)s[i] the size of its stratum in blocks. A TID range scan reads each drawn block
+# (OFFSET 0 keeps the planner from turning the lateral into one scan of the table). Per
+# cell (queue, priority, stored state, vt passed): `estimated`, the sum over drawn blocks
+# of rows x weight, is unbiased whatever the blocks hold (a block that is empty or holds
+# only dead tuples was drawn all the same and counts as 0: scaling by the blocks that
+# showed rows would overestimate); `variance` is the collapsed-strata estimate of its
+# variance, the squared difference between the two strata of each pair (1-2, 3-4, ...).
+# Also the sample's highest read_ct (a lower bound of the true maximum) and oldest message.
 ESTIMATE_SAMPLE: LiteralString = """
+WITH per_block AS (
+    SELECT d.i, m.queue, m.priority, m.state, m.vt <= now() AS due,
+           count(*) * d.weight AS t,
+           max(m.read_ct) AS max_read_ct,
+           min(m.enqueued_at) AS oldest
+    FROM unnest(%(blocks)s::bigint[], %(weights)s::float8[])
+             WITH ORDINALITY AS d(block, weight, i),
+    LATERAL (
+        SELECT queue, priority, state, vt, read_ct, enqueued_at
+        FROM {messages}
+        WHERE ctid >= ('(' || d.block || ',0)')::tid
+          AND ctid < ('(' || (d.block + 1) || ',0)')::tid
+          AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+        OFFSET 0
+    ) AS m
+    GROUP BY d.i, d.weight, m.queue, m.priority, m.state, m.vt <= now()
+),
+per_pair AS (
+    SELECT queue, priority, state, due,
+           sum(t) AS t,
+           sum(CASE WHEN i %% 2 = 1 THEN t ELSE -t END) AS diff,
+           max(max_read_ct) AS max_read_ct,
+           min(oldest) AS oldest
+    FROM per_block
+    GROUP BY (i - 1) / 2, queue, priority, state, due
+)
 SELECT queue,
        priority,
        state,
-       vt <= now() AS due,
-       count(*) AS sampled,
-       coalesce(max(read_ct), 0) AS max_read_ct,
-       extract(epoch FROM now() - min(enqueued_at)) AS oldest_age_s
-FROM {messages} TABLESAMPLE SYSTEM (%(percent)s) REPEATABLE (%(seed)s)
-WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
-GROUP BY queue, priority, state, vt <= now()
+       due,
+       sum(t) AS estimated,
+       sum(diff * diff) AS variance,
+       coalesce(max(max_read_ct), 0) AS max_read_ct,
+       extract(epoch FROM now() - min(oldest)) AS oldest_age_s
+FROM per_pair
+GROUP BY queue, priority, state, due
 """
+
+# The queues with rows not stored as ready, found by seeking messages_due_idx and
+# messages_dead_idx (a loose index scan: one probe per queue, not one per row): the
+# slices of a sampled class to count (ESTIMATE_SLICES), also those the sample missed.
+ESTIMATE_NOT_READY_QUEUES: LiteralString = """
+WITH RECURSIVE in_flight AS (
+    (SELECT queue FROM {messages}
+     WHERE state IN ('leased', 'delayed')
+       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+     ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT nxt.queue
+    FROM in_flight AS f,
+    LATERAL (SELECT m.queue FROM {messages} AS m
+             WHERE m.state IN ('leased', 'delayed') AND m.queue > f.queue
+               AND %(queue)s::text IS NULL
+             ORDER BY m.queue LIMIT 1) AS nxt
+),
+dead AS (
+    (SELECT queue FROM {messages}
+     WHERE state = 'dead'
+       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+     ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT nxt.queue
+    FROM dead AS d,
+    LATERAL (SELECT m.queue FROM {messages} AS m
+             WHERE m.state = 'dead' AND m.queue > d.queue
+               AND %(queue)s::text IS NULL
+             ORDER BY m.queue LIMIT 1) AS nxt
+)
+SELECT queue, 'in_flight' AS kind FROM in_flight
+UNION ALL
+SELECT queue, 'dead' FROM dead
+"""
+
+# One queue's share of a class (a slice: %(queues)s[i] and %(classes)s[i], 'due',
+# 'waiting' or 'dead'), read through the class's index up to %(cap)s + 1 rows, by
+# (priority, state stats shows). `slice_rows` is how many rows were read: at most the
+# cap, the slice was read whole and its numbers are exact; over it, they are not used.
+ESTIMATE_SLICES: LiteralString = (
+    """
+"""
+    + STATS_COUNTS
+    + """,
+       cls,
+       sum(count(*)) OVER (PARTITION BY queue, cls) AS slice_rows
+FROM (
+    SELECT c.queue, c.cls, m.priority, m.read_ct, m.enqueued_at, m.s
+    FROM unnest(%(queues)s::text[], %(classes)s::text[]) AS c(queue, cls),
+    LATERAL (
+        (SELECT priority, read_ct, enqueued_at, """
+    + EFFECTIVE_STATE
+    + """ AS s
+         FROM {messages}
+         WHERE c.cls = 'due' AND state IN ('leased', 'delayed') AND queue = c.queue
+           AND vt <= now()
+         LIMIT %(cap)s + 1)
+        UNION ALL
+        (SELECT priority, read_ct, enqueued_at, state
+         FROM {messages}
+         WHERE c.cls = 'waiting' AND state IN ('leased', 'delayed') AND queue = c.queue
+           AND vt > now()
+         LIMIT %(cap)s + 1)
+        UNION ALL
+        (SELECT priority, read_ct, enqueued_at, 'dead'
+         FROM {messages}
+         WHERE c.cls = 'dead' AND state = 'dead' AND queue = c.queue
+         LIMIT %(cap)s + 1)
+    ) AS m
+) AS m
+GROUP BY queue, cls, priority
+"""
+)
 
 # Pause flags for the estimate (the exact STATS reads them per group itself).
 QUEUE_PAUSES: LiteralString = """

@@ -18,8 +18,8 @@ from __future__ import annotations
 import operator
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..core import fairness
@@ -37,12 +37,12 @@ class Snapshot:
     """What one collection saw."""
 
     stats: QueueStats
-    # Some count is estimated from a sample (then `sampled` names those groups).
+    # Some count is estimated from a sample (then `sampled` names them).
     estimated: bool
     collected_at: float  # unix time
     duration_s: float
-    # (queue, priority) of the groups with a number estimated from a sample.
-    sampled: frozenset[tuple[str, int]] = frozenset()
+    # The numbers estimated from a sample: (queue, priority) -> {state: error bound}.
+    sampled: Mapping[tuple[str, int], Mapping[str, int]] = field(default_factory=dict)
     # Fair queues' depth by key (top keys and the rest summed), when asked for.
     keys: tuple[fairness.KeyBreakdown, ...] = ()
 
@@ -63,7 +63,7 @@ def collect(
         stats, sampled = estimate_module.estimate(q, queue=queue)
         stats = q.with_configured(stats, queue=queue)  # as Queue.stats does
     else:
-        stats, sampled = q.stats(queue=queue), frozenset()
+        stats, sampled = q.stats(queue=queue), {}
     keys = tuple(q.key_breakdown(queue=queue)) if by_key else ()
     return Snapshot(
         stats, bool(sampled), time.time(), time.monotonic() - started, sampled, keys

@@ -200,6 +200,30 @@ def test_ordinary_queues_ignore_keys(q: Queue, conn: psycopg.Connection[Any]) ->
     ).fetchone() == (0,)
 
 
+# pg_trigger.tgtype bits (PostgreSQL's trigger.h): row-level, BEFORE, fires on DELETE.
+TRIGGER_TYPE_ROW, TRIGGER_TYPE_BEFORE, TRIGGER_TYPE_DELETE = 1, 2, 8
+
+
+def test_no_row_trigger_runs_before_an_ack(conn: psycopg.Connection[Any]) -> None:
+    """A BEFORE DELETE row trigger makes PostgreSQL lock every deleted row before it reads
+    the trigger's WHEN, so every ack of every queue would write a tuple-lock WAL record
+    (sql/0006 moved the fair counter's delete trigger to AFTER)."""
+    mask = TRIGGER_TYPE_ROW | TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_DELETE
+    before_delete = conn.execute(
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = 'pgq.messages'::regclass"
+        " AND NOT tgisinternal AND tgtype::int & %s = %s",
+        (mask, mask),
+    ).fetchall()
+    assert before_delete == []
+    # The counter trigger is still there, after the delete.
+    after = conn.execute(
+        "SELECT tgtype::int & %s FROM pg_trigger WHERE tgrelid = 'pgq.messages'::regclass"
+        " AND tgname = 'messages_fair_lease_ended_delete'",
+        (mask,),
+    ).fetchall()
+    assert after == [(TRIGGER_TYPE_ROW | TRIGGER_TYPE_DELETE,)]
+
+
 def test_a_band_claim_serves_the_keys_whose_work_is_in_the_band(q: Queue) -> None:
     _fair(q)
     for key in ("A1", "A2", "A3", "A4"):  # first in turn order, but above the band

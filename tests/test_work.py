@@ -396,6 +396,27 @@ def test_terminated_backend_is_reconnected_and_the_ack_resent_fenced(
     assert _count(other) == 0
 
 
+@pytest.mark.parametrize("wait", [None, 0.1], ids=["until_empty", "listening"])
+def test_a_connection_lost_before_the_first_statement_is_reconnected(
+    db_dsn: str, other: Any, wait: float | None
+) -> None:
+    """The connection can go between connecting and the loop's first statements (its
+    fairness check, its LISTEN): those are retried after a reconnect like every other."""
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        q = Queue(conn)
+        ids = _send(q, 3)
+        other.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        seen: list[int] = []
+
+        def reconnect() -> psycopg.Connection[Any]:
+            return psycopg.connect(db_dsn, autocommit=True)
+
+        acked = q.work(lambda m: seen.append(m.msg_id), queue=QUEUE, until_empty=True,
+                       wait=wait, connect=reconnect, reconnect_timeout=10)
+    assert acked == 3 and seen == ids
+    assert _count(other) == 0
+
+
 def test_without_connect_a_lost_connection_raises_connect_failed(
     q: Queue, other: Any
 ) -> None:

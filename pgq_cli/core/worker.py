@@ -194,8 +194,7 @@ class Worker:
         try:
             # A fair queue is claimed through fair_claim (see _send): know it before the
             # first claim, or an until_empty loop would stop on the fused claim's nothing.
-            with translated():
-                self.q.recheck_fair(self.queue)
+            self._retrying(lambda: self.q.recheck_fair(self.queue))
             # LISTEN before the first claim, so work sent between an empty claim and the
             # sleep after it still wakes the loop (psycopg keeps notifications received
             # meanwhile). A loop that never sleeps (until_empty without wait) needs none.
@@ -205,10 +204,7 @@ class Worker:
                 self.wait is not None or not self.until_empty
             )
             if self.listen_wanted:
-                try:
-                    self._listen()
-                except (ConnectFailed, Temporary) as error:
-                    self._recover(error, 1, time.monotonic())
+                self._retrying(self._listen)
             idle_since: float | None = None
             while True:
                 want = self._claim_size()
@@ -264,6 +260,23 @@ class Worker:
         return max(0, min(self.qty, self.max_messages - self.handled))
 
     # -- one round trip ----------------------------------------------------------------
+
+    def _retrying(self, step: Callable[[], object]) -> None:
+        """Run a start-up step; a lost connection or a temporary failure is recovered from
+        and the step run again, as for every statement of the loop. (The connection can go
+        between connecting and the first statement: a failover, a dropped database.)"""
+        failures = 0
+        failing_since = 0.0
+        while True:
+            try:
+                with translated():
+                    step()
+                return
+            except (ConnectFailed, Temporary) as error:
+                if failures == 0:
+                    failing_since = time.monotonic()
+                failures += 1
+                self._recover(error, failures, failing_since)
 
     def _exchange(self, settle: list[Outcome], want: int) -> list[Message]:
         """Settle the last batch and claim `want` more; reconnect and resend on a lost

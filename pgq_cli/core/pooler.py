@@ -156,13 +156,17 @@ def prepare_for_pooler(conn: psycopg.Connection[Any]) -> None:
 class PerTransactionSettings(psycopg.Cursor[Any]):
     """A cursor that applies the connection's settings to every statement it runs.
 
-    Set as `conn.cursor_factory` by `use_per_transaction_settings`. A statement with
-    parameters goes in one pipeline after `SET_LOCAL` (one round trip, one implicit
-    transaction, so one server connection). A statement without parameters may hold
-    several commands (a migration file), which psycopg sends with the simple protocol and
-    a pipeline cannot carry: outside a transaction it gets one of its own. A command that
-    cannot run in a transaction at all (VACUUM, CREATE INDEX CONCURRENTLY) then runs on
-    its own, without the settings: there is no way to scope them to it.
+    Set as `conn.cursor_factory` by `use_per_transaction_settings`. Outside a transaction,
+    a statement gets one of its own: BEGIN, `SET_LOCAL`, the statement, COMMIT, all on one
+    server connection. Not a pipeline: leaving one, psycopg sends a Flush request after
+    the Sync whenever results are still on their way, and when PgBouncer (1.18 here)
+    has already handed the server connection back at the Sync's ReadyForQuery, that Flush
+    takes the connection again and keeps it busy (it gets no answer) until this client's
+    next statement; every other client of a one-connection pool waits meanwhile
+    (tests/test_pooler.py saw `query_wait_timeout`). Inside a transaction (the caller's,
+    or `together`'s) `SET_LOCAL` goes in front of the statement. A command that cannot
+    run in a transaction at all (VACUUM, CREATE INDEX CONCURRENTLY) runs on its own,
+    without the settings: there is no way to scope them to it.
     """
 
     settings: Mapping[str, str] = {}
@@ -183,8 +187,6 @@ class PerTransactionSettings(psycopg.Cursor[Any]):
             # Already in a pipeline: the caller's Sync ends the implicit transaction, which
             # then holds the settings and every statement sent after them.
             scope: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        elif params is not None:
-            scope = conn.pipeline()
         elif conn.info.transaction_status == pq.TransactionStatus.IDLE:
             try:
                 with conn.transaction():
@@ -199,6 +201,16 @@ class PerTransactionSettings(psycopg.Cursor[Any]):
             super().execute(SET_LOCAL, set_local)
             super().execute(statement, params, prepare=prepare, binary=binary)
         return self
+
+
+def together(conn: psycopg.Connection[Any]) -> contextlib.AbstractContextManager[Any]:
+    """Statements that must run in one transaction, in as few round trips as the
+    connection allows: a pipeline on a connection of our own (one round trip), a
+    transaction behind a transaction pooler (see PerTransactionSettings for why not a
+    pipeline there)."""
+    if issubclass(conn.cursor_factory, PerTransactionSettings):
+        return conn.transaction()
+    return conn.pipeline()
 
 
 def use_per_transaction_settings(

@@ -624,14 +624,14 @@ class Queue:
         # never a wrong claim.
         if fair:
             with translated(), self.conn.cursor(row_factory=dict_row) as dict_cur:
-                with self.conn.pipeline():
+                with pooler.together(self.conn):
                     self.conn.execute(self._rendered_sql(queries.RETURN_DUE), params)
                     dict_cur.execute(self.compose(fair_queries.FAIR_CLAIM), params)
                 return _sort_claim_order(self._messages(dict_cur))
         with translated(), self.conn.cursor() as cur:
             rows = cur.execute(self._rendered_sql(queries.CLAIM_UNLESS_DUE), params).fetchall()
             if not rows:
-                with self.conn.pipeline():
+                with pooler.together(self.conn):
                     self.conn.execute(self._rendered_sql(queries.RETURN_DUE), params)
                     cur.execute(self._rendered_sql(queries.CLAIM), params)
                 rows = cur.fetchall()

@@ -321,7 +321,7 @@ class Worker:
             params["qty"] = 0
         with self.conn_lock, translated(), conn.cursor() as cur:
             if given or return_due:
-                with conn.pipeline():
+                with pooler.together(conn):
                     if given:
                         conn.execute(self.give_back, self._give_back_params(given))
                     if return_due:

@@ -15,18 +15,26 @@ MESSAGE_COLUMNS: LiteralString = (
     "msg_id, queue, priority, state, vt, read_ct, enqueued_at, lease, payload, key"
 )
 
-INSERT_ONE: LiteralString = """
-INSERT INTO {messages} (queue, priority, state, vt, payload, key)
-VALUES (
-    %(queue)s,
+# A sent message's columns (queue, priority, state, vt, payload, key), one rule for every
+# single send: with a delay it waits as 'delayed' until its vt, else it is ready now.
+NEW_MESSAGE_VALUES: LiteralString = """%(queue)s,
     %(priority)s,
     CASE WHEN %(delay)s > 0 THEN 'delayed' ELSE 'ready' END,
     now() + make_interval(secs => %(delay)s),
     %(payload)s::jsonb,
-    %(key)s
+    %(key)s"""
+
+INSERT_ONE: LiteralString = (
+    """
+INSERT INTO {messages} (queue, priority, state, vt, payload, key)
+VALUES (
+    """
+    + NEW_MESSAGE_VALUES
+    + """
 )
 RETURNING msg_id
 """
+)
 
 # A send with a dedup key, in one statement (sql/0005). The key's record is written first,
 # carrying the new message's id: INSERT … ON CONFLICT waits on the primary key for a racing
@@ -35,7 +43,8 @@ RETURNING msg_id
 # inserts the message; every other one gets the first message's id (created = false),
 # even if that message was acked long ago. A record committed by a racing sender after
 # this statement began is not in its snapshot, so this may return no row: run it again.
-INSERT_DEDUPLICATED: LiteralString = """
+INSERT_DEDUPLICATED: LiteralString = (
+    """
 WITH retention AS (
     SELECT coalesce(
         (SELECT dedup_window FROM {queues} WHERE queue = %(queue)s),
@@ -54,12 +63,9 @@ recorded AS (
 inserted AS (
     INSERT INTO {messages} (msg_id, queue, priority, state, vt, payload, key)
     SELECT msg_id,
-           %(queue)s,
-           %(priority)s,
-           CASE WHEN %(delay)s > 0 THEN 'delayed' ELSE 'ready' END,
-           now() + make_interval(secs => %(delay)s),
-           %(payload)s::jsonb,
-           %(key)s
+    """
+    + NEW_MESSAGE_VALUES
+    + """
     FROM recorded
     RETURNING msg_id
 )
@@ -72,6 +78,7 @@ WHERE d.queue = %(queue)s
   AND d.dedup_key = %(dedup_key)s
   AND NOT EXISTS (SELECT 1 FROM recorded)
 """
+)
 
 # Bulk send reserves ids first so that COPY (which returns nothing) can write them, and the
 # ids come back in input order: FIFO within a priority follows the file's line order.
